@@ -1,0 +1,279 @@
+"""A sweep: many runs of one algorithm on one problem, vmapped, sharded, chunked and checkpointed.
+
+The runs are the product of a list of seeds and a grid of *traced* hyperparameters. They are flattened
+into one batch axis, vmapped in a single compiled program per shape, and the batch axis is sharded over
+every device JAX sees (all local devices; all devices of all hosts under ``jax.distributed``). The
+problem (a sensing operator, a data set) is passed once, replicated, never copied per run.
+
+Long sweeps advance in chunks of ``chunk_steps`` steps. Between chunks the host logs progress, notes
+runs that became non-finite (each keeps its own step of divergence; the rest of the sweep goes on), and
+optionally checkpoints the batched state. A sweep started again on the same checkpoint directory resumes
+from the last saved chunk and ends bit-for-bit where an uninterrupted sweep ends, because every chunk
+is the same compiled program applied to the same bits, and per-step randomness comes from
+``jax.random.fold_in(key, step)`` inside the algorithms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxopt_lab.engine import checkpoint as ckpt
+from jaxopt_lab.engine.algorithm import Algorithm, PyTree
+from jaxopt_lab.engine.run import RunState, advance, check_schedule, start
+
+
+class ChunkInfo(NamedTuple):
+  """Progress after a chunk, handed to the ``on_chunk`` callback."""
+
+  chunk: int
+  num_chunks: int
+  step: int
+  num_steps: int
+  steps_per_second: float
+  eta_seconds: float
+  num_diverged: int
+  num_runs: int
+
+
+def log_progress(info: ChunkInfo) -> None:
+  """Default ``on_chunk``: one absl log line with throughput, ETA and divergences."""
+  logging.info("chunk %d/%d  step %d/%d  %.1f steps/s  ETA %.1fs  diverged %d/%d runs",
+               info.chunk + 1, info.num_chunks, info.step, info.num_steps, info.steps_per_second,
+               info.eta_seconds, info.num_diverged, info.num_runs)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+  """A finished sweep, on the host. Leading axes of every per-run array: ``(num_seeds, *grid_shape)``.
+
+  Attributes:
+    seeds: the seeds, shape ``(num_seeds,)``.
+    grid: ordered mapping hyperparameter name -> its 1-D axis of values (the grid is their product).
+    fixed: hyperparameters held at one value for every run.
+    steps: the step count of each record, shape ``(num_records,)``.
+    metrics: name -> array ``(num_seeds, *grid_shape, num_records)``.
+    diverged_at: int array ``(num_seeds, *grid_shape)``: first non-finite step, -1 if finite.
+    final_state: the final :class:`RunState`, leaves with leading axes ``(num_seeds, *grid_shape)``
+      (PRNG keys as raw key data).
+    resumed_from_chunk: the chunk a resumed sweep started from (None if it started fresh).
+  """
+
+  seeds: np.ndarray
+  grid: dict[str, np.ndarray]
+  fixed: dict[str, float]
+  steps: np.ndarray
+  metrics: dict[str, np.ndarray]
+  diverged_at: np.ndarray
+  final_state: PyTree
+  resumed_from_chunk: int | None = None
+
+  @property
+  def grid_shape(self) -> tuple[int, ...]:
+    return tuple(len(v) for v in self.grid.values())
+
+  @property
+  def diverged(self) -> np.ndarray:
+    """Boolean ``(num_seeds, *grid_shape)``: runs that became non-finite."""
+    return self.diverged_at >= 0
+
+  def runs(self) -> list[dict[str, Any]]:
+    """One dict per run: seed, hyperparameters and divergence step (the rows of a results table)."""
+    rows = []
+    for idx in np.ndindex(self.diverged_at.shape):
+      row = {"seed": int(self.seeds[idx[0]])}
+      row.update({name: float(axis[i]) for (name, axis), i in zip(self.grid.items(), idx[1:])})
+      row.update(self.fixed)
+      row["diverged_at"] = int(self.diverged_at[idx])
+      rows.append(row)
+    return rows
+
+
+def _as_grid(hp: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+  grid, fixed = {}, {}
+  for name, value in hp.items():
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+      fixed[name] = arr.item()
+    elif arr.ndim == 1 and arr.size >= 1:
+      grid[name] = arr
+    else:
+      raise ValueError(f"hyperparameter {name!r} must be a scalar or a non-empty 1-D list of values, "
+                       f"got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+      raise ValueError(f"hyperparameter {name!r} must be finite numbers, got {value!r}")
+  return grid, fixed
+
+
+def _float_dtype(problem: PyTree) -> np.dtype:
+  """The floating dtype runs compute in: that of the problem's floating leaves, else JAX's default."""
+  dtypes = {np.dtype(jnp.result_type(x)) for x in jax.tree.leaves(problem)
+            if jnp.issubdtype(jnp.result_type(x), jnp.floating)}
+  if len(dtypes) > 1:
+    raise ValueError(f"the problem mixes floating dtypes {sorted(map(str, dtypes))}; use one")
+  return dtypes.pop() if dtypes else np.dtype(jnp.result_type(float))
+
+
+def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+  """Hyperparameter values as ``dtype`` (floats) or int32 (integers), so no run's state is promoted."""
+  return values.astype(dtype if np.issubdtype(values.dtype, np.floating) else np.int32)
+
+
+def _sharded(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+  """A global array from a host array every process holds in full (works multi-host)."""
+  return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def _chunk_plan(num_steps: int, chunk_steps: int) -> list[int]:
+  full, rest = divmod(num_steps, chunk_steps)
+  return [chunk_steps] * full + ([rest] if rest else [])
+
+
+def sweep(algorithm: Algorithm, problem: PyTree, *, seeds: Sequence[int] | np.ndarray,
+          hp: Mapping[str, Any], num_steps: int, record_every: int = 1,
+          chunk_steps: int | None = None, checkpoint_dir: str | None = None,
+          meta: Mapping[str, Any] | None = None, devices: Sequence[jax.Device] | None = None,
+          on_chunk: Callable[[ChunkInfo], None] | None = log_progress) -> SweepResult:
+  r"""Runs ``algorithm`` for every seed and every point of the hyperparameter grid.
+
+  Run :math:`(s, g)` is ``run(algorithm, key(seeds[s]), problem, hp[g])``: the same key for every grid
+  point of a seed (common random numbers, so differences across the grid are not seed noise).
+
+  Args:
+    algorithm: the :class:`~jaxopt_lab.engine.Algorithm`.
+    problem: the problem pytree, shared by all runs (replicated on every device, not per run).
+    seeds: integer seeds, one root key ``jax.random.key(seed)`` each.
+    hp: traced hyperparameters: a scalar is fixed for all runs, a 1-D list is a grid axis. Floats are
+      cast to the problem's floating dtype (JAX's default if it has none), integers to int32.
+    num_steps: steps per run (a multiple of ``record_every``).
+    record_every: steps between metric records.
+    chunk_steps: steps per chunk (a multiple of ``record_every``); default: the whole run in one chunk.
+    checkpoint_dir: if given, the batched state is saved after every chunk, and an existing
+      checkpoint of the same sweep there is resumed from.
+    meta: extra JSON-serialisable description stored with the checkpoints (e.g. the problem's config);
+      resuming with a different one is refused.
+    devices: devices to shard the runs over (default: all of ``jax.devices()``).
+    on_chunk: callback after each chunk (default: log a progress line); None for silence.
+
+  Returns:
+    A :class:`SweepResult` on the host.
+
+  Example:
+    >>> res = sweep(alg, problem, seeds=range(64), hp={"eta": 0.1, "alpha": [0.1, 0.3]},
+    ...             num_steps=1000, record_every=10)
+    >>> res.metrics["error"].shape
+    (64, 2, 100)
+  """
+  seeds = np.asarray(seeds)
+  if seeds.ndim != 1 or seeds.size == 0 or not np.issubdtype(seeds.dtype, np.integer):
+    raise ValueError(f"seeds must be a non-empty 1-D list of integers, got {seeds!r}")
+  chunk_steps = num_steps if chunk_steps is None else chunk_steps
+  check_schedule(num_steps, record_every, chunk_steps)
+  algorithm.validate_hyperparams(hp)
+  grid, fixed = _as_grid(hp)
+  dtype = _float_dtype(problem)
+
+  # Flatten (seed, *grid) into one batch axis, padded to a multiple of the device count.
+  devices = list(jax.devices() if devices is None else devices)
+  points = list(itertools.product(range(len(seeds)), *(range(len(a)) for a in grid.values())))
+  num_runs = len(points)
+  padded = math.ceil(num_runs / len(devices)) * len(devices)
+  points += [points[-1]] * (padded - num_runs)
+  flat_seeds = np.array([seeds[p[0]] for p in points])
+  flat_hp = {name: np.array([axis[p[i + 1]] for p in points]) for i, (name, axis) in enumerate(grid.items())}
+
+  mesh = Mesh(np.array(devices), ("runs",))
+  batch = NamedSharding(mesh, PartitionSpec("runs"))
+  replicated = NamedSharding(mesh, PartitionSpec())
+  problem_dev = jax.tree.map(lambda x: _sharded(np.asarray(x), replicated), problem)
+  hp_dev = {k: _sharded(_cast(v, dtype), batch) for k, v in flat_hp.items()}
+  seeds_dev = _sharded(flat_seeds, batch)
+
+  # Fixed hyperparameters travel as replicated arguments, not constants: new values, no recompile.
+  fixed_dev = {k: _sharded(_cast(np.asarray(v), dtype), replicated) for k, v in fixed.items()}
+
+  @functools.partial(jax.jit, out_shardings=batch)
+  def init_all(seed_batch, problem, hps, fixed_hps):
+    return jax.vmap(lambda s, h: start(algorithm, jax.random.key(s), problem, {**fixed_hps, **h}))(
+        seed_batch, hps)
+
+  @functools.partial(jax.jit, static_argnames="num_records", donate_argnums=0,
+                     out_shardings=(batch, batch))
+  def advance_all(state, problem, hps, fixed_hps, num_records):
+    return jax.vmap(lambda st, h: advance(algorithm, st, problem, {**fixed_hps, **h},
+                                          num_records=num_records, record_every=record_every))(
+                                              state, hps)
+
+  plan = _chunk_plan(num_steps, chunk_steps)
+  num_records = num_steps // record_every
+  abstract_state = jax.eval_shape(init_all, seeds_dev, problem_dev, hp_dev, fixed_dev)
+  abstract_metrics = jax.eval_shape(functools.partial(advance_all, num_records=1), abstract_state,
+                                    problem_dev, hp_dev, fixed_dev)[1]
+  metrics = {k: np.zeros((padded, num_records), v.dtype) for k, v in abstract_metrics.items()}
+
+  checkpointer = None
+  if checkpoint_dir is not None:  # before compiling: a wrong directory fails fast
+    description = {
+        "algorithm": algorithm.name, "seeds": seeds.tolist(),
+        "grid": {k: v.tolist() for k, v in grid.items()}, "fixed": fixed, "num_steps": num_steps,
+        "record_every": record_every, "chunk_steps": chunk_steps, "meta": dict(meta or {}),
+        "num_devices": len(devices)}
+    checkpointer = ckpt.SweepCheckpointer(checkpoint_dir, description)
+
+  state = init_all(seeds_dev, problem_dev, hp_dev, fixed_dev)
+  impls = ckpt.key_impls(state)
+  first_chunk, resumed = 0, None
+  if checkpointer is not None:
+    last = checkpointer.latest_step()
+    if last is not None:
+      template = {"state": ckpt.to_host(state), "metrics": metrics}
+      snap = checkpointer.restore(last, template)
+      state = ckpt.rewrap_keys(jax.tree.map(lambda x: _sharded(np.asarray(x), batch), snap["state"]),
+                               impls)
+      metrics = {k: np.array(v) for k, v in snap["metrics"].items()}
+      first_chunk = resumed = last + 1
+      logging.info("resuming sweep from chunk %d/%d in %s", first_chunk, len(plan), checkpoint_dir)
+
+  record = sum(plan[:first_chunk]) // record_every
+  t_start, steps_done = time.perf_counter(), 0
+  for c in range(first_chunk, len(plan)):
+    n_rec = plan[c] // record_every
+    state, chunk_metrics = advance_all(state, problem_dev, hp_dev, fixed_dev, n_rec)
+    host = ckpt.to_host(chunk_metrics)
+    for k, v in host.items():
+      metrics[k][:, record:record + n_rec] = v
+    record += n_rec
+    steps_done += plan[c]
+    diverged_at = ckpt.to_host(state.diverged_at)
+    if checkpointer is not None:
+      checkpointer.save(c, {"state": ckpt.to_host(state), "metrics": metrics})
+    if on_chunk is not None:
+      elapsed = time.perf_counter() - t_start
+      rate = steps_done / elapsed if elapsed > 0 else float("inf")
+      remaining = sum(plan[c + 1:])
+      on_chunk(ChunkInfo(c, len(plan), sum(plan[:c + 1]), num_steps, rate, remaining / rate,
+                         int(np.sum(diverged_at[:num_runs] >= 0)), num_runs))
+  if checkpointer is not None:
+    checkpointer.close()
+
+  shape = (len(seeds), *(len(a) for a in grid.values()))
+  unpad = lambda x: np.asarray(x)[:num_runs].reshape(shape + np.shape(x)[1:])
+  final = jax.tree.map(unpad, ckpt.to_host(state))
+  return SweepResult(
+      seeds=seeds, grid=grid, fixed=fixed, steps=metrics.pop("step")[0],
+      metrics={k: unpad(v) for k, v in metrics.items()}, diverged_at=final.diverged_at,
+      final_state=final, resumed_from_chunk=resumed)
+
+
+__all__ = ["ChunkInfo", "SweepResult", "log_progress", "sweep", "RunState"]

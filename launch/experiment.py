@@ -1,0 +1,136 @@
+"""From a config to a finished sweep in a workdir: validation, the sweep, and the results on disk.
+
+Every experiment registers a builder (``launch/experiments/<name>.py``) that unpacks its ConfigDict into
+plain keyword arguments for the library, validating every value before anything compiles. This module
+holds no math.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from jaxopt_lab.engine import Algorithm
+from jaxopt_lab.engine.sweep import SweepResult, sweep
+from launch import results
+
+
+class ExperimentSpec(NamedTuple):
+  """What a builder returns: everything the engine needs, no ConfigDict inside.
+
+  Attributes:
+    algorithm: the algorithm to sweep.
+    problem: the shared problem pytree.
+    hp: traced hyperparameters, scalars or 1-D grids.
+    plot_metrics: metric names to plot against steps.
+    log_y: metric names plotted on a log scale.
+  """
+
+  algorithm: Algorithm
+  problem: Any
+  hp: Mapping[str, Any]
+  plot_metrics: Sequence[str] = ()
+  log_y: Sequence[str] = ()
+
+
+_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], ExperimentSpec]] = {}
+
+
+def register_experiment(name: str):
+  """Decorator registering ``build(config) -> ExperimentSpec`` under ``config.experiment == name``."""
+  def deco(fn):
+    _BUILDERS[name] = fn
+    return fn
+  return deco
+
+
+def builder(name: str) -> Callable[[ml_collections.ConfigDict], ExperimentSpec]:
+  """The builder of experiment ``name``; a ``ValueError`` naming the known ones otherwise."""
+  from launch import experiments  # pylint: disable=g-import-not-at-top,unused-import
+  if name not in _BUILDERS:
+    raise ValueError(f"unknown experiment {name!r}; known: {sorted(_BUILDERS)}")
+  return _BUILDERS[name]
+
+
+def hp_from_config(hp: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Hyperparameters of a config: a 1-tuple or a number is fixed, a longer tuple is a grid axis."""
+  out = {}
+  for name, value in hp.items():
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if not values:
+      raise ValueError(f"config.hp.{name} is empty")
+    for v in values:
+      if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+        raise ValueError(f"config.hp.{name} must hold finite numbers, got {value!r}")
+    out[name] = values[0] if len(values) == 1 else np.asarray(values)
+  return out
+
+
+def require_positive(hp: Mapping[str, Any], names: Sequence[str], allow_zero: Sequence[str] = ()) -> None:
+  """Raises ``ValueError`` if any listed hyperparameter is negative (or zero, unless allowed)."""
+  for name in names:
+    if name not in hp:
+      continue
+    values = np.atleast_1d(np.asarray(hp[name], float))
+    bad = values[values < 0] if name in allow_zero else values[values <= 0]
+    if bad.size:
+      sign = "non-negative" if name in allow_zero else "positive"
+      raise ValueError(f"hyperparameter {name} must be {sign}, got {bad.tolist()}")
+
+
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Creates ``workdir`` and records the config; refuses a workdir holding another config's results."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"workdir {workdir} cannot be created: {e.strerror}") from None
+  probe = os.path.join(workdir, ".write_probe")
+  try:
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise ValueError(f"workdir {workdir} is not writable: {e.strerror}") from None
+  path = os.path.join(workdir, "config.json")
+  text = config.to_json_best_effort(sort_keys=True, indent=1)
+  if os.path.exists(path):
+    with open(path) as f:
+      old = f.read()
+    if json.loads(old) != json.loads(text):
+      raise ValueError(f"workdir {workdir} holds results of a different config (see {path}); "
+                       "choose a new --workdir")
+  else:
+    with open(path, "w") as f:
+      f.write(text)
+
+
+def run_config(config: ml_collections.ConfigDict, workdir: str) -> SweepResult:
+  """Validates ``config``, runs its sweep with checkpoints in ``workdir``, and writes the results."""
+  spec = builder(config.experiment)(config)  # validates every value; nothing compiled yet
+  s = config.sweep
+  if s.num_seeds < 1:
+    raise ValueError(f"config.sweep.num_seeds must be >= 1, got {s.num_seeds}")
+  prepare_workdir(workdir, config)
+  logging.info("experiment %s: %s, %d seeds, grid %s", config.experiment, spec.algorithm.name,
+               s.num_seeds, {k: np.shape(v) for k, v in spec.hp.items()})
+  res = sweep(spec.algorithm, spec.problem, seeds=np.arange(s.first_seed, s.first_seed + s.num_seeds),
+              hp=spec.hp, num_steps=s.num_steps, record_every=s.record_every,
+              chunk_steps=s.chunk_steps or None, checkpoint_dir=os.path.join(workdir, "checkpoints"),
+              meta={"config": json.loads(config.to_json_best_effort(sort_keys=True))})
+  results.write_all(res, workdir, plot_metrics=spec.plot_metrics, log_y=spec.log_y)
+  n_div = int(res.diverged.sum())
+  logging.info("done: %d runs, %d diverged; results in %s", res.diverged.size, n_div, workdir)
+  return res
+
+
+def maybe_initialize_distributed() -> None:
+  """Joins a multi-host job when the environment describes one (coordinator address set)."""
+  if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("COORDINATOR_ADDRESS"):
+    jax.distributed.initialize()
