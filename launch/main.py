@@ -9,6 +9,8 @@ seeds), divergence.json, figures/*.png and checkpoints/. Run again with the same
 resume an interrupted sweep; a different config in the same workdir is refused.
 """
 
+import sys
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -24,8 +26,21 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   experiment.maybe_initialize_distributed()
-  experiment.run_config(_CONFIG.value, _WORKDIR.value)
+  try:
+    experiment.run_config(_CONFIG.value, _WORKDIR.value)
+  except ValueError as e:  # bad config values, workdir problems: one line, no traceback
+    sys.exit(f"error: {e}")
+
+
+def run() -> None:
+  """``app.run(main)`` with a misspelt ``--config.*`` override reported in one line."""
+  try:
+    app.run(main)
+  except (AttributeError, KeyError) as e:  # raised by ml_collections while parsing overrides
+    msg = str(e.args[0] if e.args else e)
+    msg = msg.replace("\\n", " ").replace("\n", " ").replace("\\", "").replace("'", "")
+    sys.exit(f"error: unknown config field in an override: {msg}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run()

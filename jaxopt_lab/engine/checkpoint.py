@@ -9,6 +9,7 @@ same directory is refused instead of silently mixing results.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 PyTree = Any
 _META = "sweep.json"
@@ -51,6 +53,17 @@ def rewrap_keys(tree: PyTree, impls: list[Any]) -> PyTree:
                             for x, impl in zip(leaves, impls)])
 
 
+@contextlib.contextmanager
+def _quiet_orbax():
+  """Orbax logs every save step at INFO through absl; keep the sweep's own progress lines readable."""
+  level = logging.get_verbosity()
+  logging.set_verbosity(min(level, logging.WARNING))  # absl: lower verbosity = quieter
+  try:
+    yield
+  finally:
+    logging.set_verbosity(level)
+
+
 class SweepCheckpointer:
   """Saves and restores a sweep's host-side snapshot with orbax's CheckpointManager.
 
@@ -82,8 +95,9 @@ class SweepCheckpointer:
     elif jax.process_index() == 0:
       with open(meta_path, "w") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
-    self._manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+    with _quiet_orbax():
+      self._manager = ocp.CheckpointManager(
+          self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
   def latest_step(self) -> int | None:
     """Index of the last completed chunk saved, or None."""
@@ -91,13 +105,16 @@ class SweepCheckpointer:
 
   def save(self, chunk: int, snapshot: PyTree) -> None:
     """Saves ``snapshot`` (a pytree of host arrays) as chunk ``chunk`` and waits until it is on disk."""
-    self._manager.save(chunk, args=ocp.args.StandardSave(snapshot))
-    self._manager.wait_until_finished()
+    with _quiet_orbax():
+      self._manager.save(chunk, args=ocp.args.StandardSave(snapshot))
+      self._manager.wait_until_finished()
 
   def restore(self, chunk: int, template: PyTree) -> PyTree:
     """Restores chunk ``chunk`` into host arrays shaped like ``template``."""
     abstract = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), template)
-    return self._manager.restore(chunk, args=ocp.args.StandardRestore(abstract))
+    with _quiet_orbax():
+      return self._manager.restore(chunk, args=ocp.args.StandardRestore(abstract))
 
   def close(self) -> None:
-    self._manager.close()
+    with _quiet_orbax():
+      self._manager.close()

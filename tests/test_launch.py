@@ -1,0 +1,145 @@
+"""Launcher tests: every config's quick variant runs end to end; bad values fail before compiling."""
+
+import glob
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from unittest import mock
+
+import pandas as pd
+from absl.testing import absltest, parameterized
+
+from launch import experiment
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(REPO, "launch", "configs", "*.py")))
+CONFIGS = [c for c in CONFIGS if not os.path.basename(c).startswith("_")]
+
+
+def load_config(path, variant="quick"):
+  spec = importlib.util.spec_from_file_location("cfg_" + os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
+
+
+class LauncherSmokeTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(*[(os.path.basename(c)[:-3], c) for c in CONFIGS])
+  def test_quick_variant_runs_and_writes_tidy_results(self, path):
+    config = load_config(path)
+    with tempfile.TemporaryDirectory() as workdir:
+      res = experiment.run_config(config, workdir)
+      for name in ("config.json", "runs.csv", "metrics.csv", "summary.csv", "divergence.json"):
+        self.assertTrue(os.path.exists(os.path.join(workdir, name)), name)
+      self.assertNotEmpty(glob.glob(os.path.join(workdir, "figures", "*.png")))
+      metrics = pd.read_csv(os.path.join(workdir, "metrics.csv"))
+      n_runs = res.diverged.size
+      self.assertLen(metrics, n_runs * len(res.steps))
+      for name in res.metrics:
+        self.assertIn(name, metrics.columns)
+      summary = pd.read_csv(os.path.join(workdir, "summary.csv"))
+      self.assertTrue({"mean", "sem", "q05", "q50", "q95", "n_seeds", "n_diverged"} <= set(summary.columns))
+      runs = pd.read_csv(os.path.join(workdir, "runs.csv"))
+      self.assertLen(runs, n_runs)
+
+
+def ms_config(**problem):
+  config = load_config(os.path.join(REPO, "launch", "configs", "matrix_sensing.py"))
+  config.problem.update(problem)
+  return config
+
+
+class ValidationTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(
+      ("rank_above_dimension", dict(problem=dict(rank=30)), r"rank = 30 must be in \[1, 20\]"),
+      ("too_few_measurements", dict(problem=dict(num_measurements=10)), "cannot identify"),
+      ("negative_lr", dict(hp=dict(eta=(-0.1,))), "eta must be positive"),
+      ("negative_scale", dict(hp=dict(alpha=(0.1, -0.3))), r"alpha must be positive, got \[-0.3\]"),
+      ("k_below_rank", dict(algorithm=dict(k=1)), "k = 1 is below the rank 2"),
+      ("unknown_algorithm", dict(algorithm=dict(name="sgd")), "unknown matrix-sensing algorithm 'sgd'"),
+      ("bad_dtype", dict(problem=dict(dtype="float16")), "float32 or float64"),
+      ("no_seeds", dict(sweep=dict(num_seeds=0)), "num_seeds must be >= 1"),
+  )
+  def test_bad_value_fails_before_compiling(self, changes, message):
+    config = ms_config()
+    for section, values in changes.items():
+      config[section].update(values)
+    with tempfile.TemporaryDirectory() as workdir, \
+        mock.patch("launch.experiment.sweep", side_effect=AssertionError("compiled")):
+      with self.assertRaisesRegex(ValueError, message):
+        experiment.run_config(config, workdir)
+
+  def test_unwritable_workdir(self):
+    with tempfile.NamedTemporaryFile() as f:  # a file where a directory should be
+      with self.assertRaisesRegex(ValueError, "cannot be created"):
+        experiment.run_config(ms_config(), os.path.join(f.name, "sub"))
+
+  def test_workdir_of_another_config_is_refused_and_same_config_resumes(self):
+    config = ms_config()
+    config.sweep.update(num_seeds=2, num_steps=200, record_every=50, chunk_steps=100)
+    with tempfile.TemporaryDirectory() as workdir:
+      first = experiment.run_config(config, workdir)
+      again = experiment.run_config(config, workdir)
+      self.assertEqual(again.resumed_from_chunk, 2)
+      self.assertTrue((first.metrics["error"] == again.metrics["error"]).all())
+      before = open(os.path.join(workdir, "config.json")).read()
+      config.hp.alpha = (0.2,)
+      with self.assertRaisesRegex(ValueError, "holds results of a different config"):
+        experiment.run_config(config, workdir)
+      self.assertEqual(open(os.path.join(workdir, "config.json")).read(), before)
+
+  def test_cli_errors_are_one_line(self):
+    cfg = os.path.join(REPO, "launch", "configs", "matrix_sensing.py") + ":quick"
+    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+    with tempfile.TemporaryDirectory() as workdir:
+      for override, message in [("--config.hp.alpa=(0.1,)", 'Did you mean "alpha"'),
+                                ("--config.problem.rank=30", "rank = 30 must be in")]:
+        out = subprocess.run([sys.executable, "-m", "launch.main", f"--config={cfg}",
+                              f"--workdir={workdir}/w", override], capture_output=True, text=True,
+                             env=env, timeout=120)
+        self.assertNotEqual(out.returncode, 0)
+        last = out.stderr.strip().splitlines()[-1]
+        self.assertIn(message, last)
+        self.assertTrue(last.startswith("error: "), last)
+        self.assertNotIn("Traceback", out.stderr)
+
+
+class ReportTest(absltest.TestCase):
+
+  def test_report_writes_table_and_decides_from_band(self):
+    from launch import report  # pylint: disable=g-import-not-at-top
+    from theory_checks import registry  # pylint: disable=g-import-not-at-top
+    for name in ("inside", "outside", "raises", "nan"):
+      self.addCleanup(registry._REGISTRY.pop, f"test.{name}", None)  # pylint: disable=protected-access
+    registry.register(id="test.inside", paper="P", claim="c", predicted="1", band=(0.9, 1.1))(
+        lambda preset: registry.Measurement(1.0 if preset == "quick" else 5.0, {"n": 3}))
+    registry.register(id="test.outside", paper="P", claim="c", predicted="1", band=(0.9, 1.1))(
+        lambda preset: registry.Measurement(1.2))
+    registry.register(id="test.raises", paper="P", claim="c", predicted="1", band=(0.9, 1.1))(
+        lambda preset: 1 / 0)
+    registry.register(id="test.nan", paper="P", claim="c", predicted="1", band=(-1e9, 1e9))(
+        lambda preset: registry.Measurement(float("nan")))
+    with tempfile.TemporaryDirectory() as d:
+      rows, header = report.run_report("quick", d, ["test."])
+      verdict = {r["id"]: r["passed"] for r in rows}
+      self.assertEqual(verdict, {"test.inside": True, "test.outside": False, "test.raises": False,
+                                 "test.nan": False})
+      self.assertEqual((header["passed"], header["total"]), (1, 4))
+      saved = json.load(open(os.path.join(d, "report.json")))
+      self.assertEqual(saved["checks"][0]["details"], {"n": 3})
+      self.assertIn("ZeroDivisionError", saved["checks"][2]["error"])
+      md = open(os.path.join(d, "report.md")).read()
+      self.assertIn("| test.inside | P | c | 1 | 1 | [0.9, 1.1] | PASS |", md)
+      self.assertIn("| test.outside | P | c | 1 | 1.2 | [0.9, 1.1] | FAIL |", md)
+    self.assertFalse(registry.run_check(registry.get("test.inside"), "full").passed)
+    with self.assertRaisesRegex(ValueError, "registered twice"):
+      registry.register(id="test.inside", paper="P", claim="c", predicted="1", band=(0, 1))(print)
+
+
+if __name__ == "__main__":
+  absltest.main()
