@@ -124,13 +124,29 @@ def run_config(config: ml_collections.ConfigDict, workdir: str) -> SweepResult:
               hp=spec.hp, num_steps=s.num_steps, record_every=s.record_every,
               chunk_steps=s.chunk_steps or None, checkpoint_dir=os.path.join(workdir, "checkpoints"),
               meta={"config": json.loads(config.to_json_best_effort(sort_keys=True))})
-  results.write_all(res, workdir, plot_metrics=spec.plot_metrics, log_y=spec.log_y)
+  if jax.process_index() == 0:  # every host holds the gathered results; one writes them
+    results.write_all(res, workdir, plot_metrics=spec.plot_metrics, log_y=spec.log_y)
   n_div = int(res.diverged.sum())
   logging.info("done: %d runs, %d diverged; results in %s", res.diverged.size, n_div, workdir)
   return res
 
 
-def maybe_initialize_distributed() -> None:
-  """Joins a multi-host job when the environment describes one (coordinator address set)."""
-  if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("COORDINATOR_ADDRESS"):
+def maybe_initialize_distributed(env: Mapping[str, str] | None = None) -> bool:
+  """Joins a multi-host job when the environment describes one; returns whether it did.
+
+  ``JAX_COORDINATOR_ADDRESS`` (with ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``) starts it explicitly;
+  a SLURM or Open MPI job with several tasks is detected by ``jax.distributed.initialize`` itself.
+  """
+  env = os.environ if env is None else env
+  if env.get("JAX_COORDINATOR_ADDRESS"):
+    kw = {"coordinator_address": env["JAX_COORDINATOR_ADDRESS"]}
+    if "JAX_NUM_PROCESSES" in env:
+      kw["num_processes"] = int(env["JAX_NUM_PROCESSES"])
+    if "JAX_PROCESS_ID" in env:
+      kw["process_id"] = int(env["JAX_PROCESS_ID"])
+    jax.distributed.initialize(**kw)
+    return True
+  if int(env.get("SLURM_NTASKS", "1")) > 1 or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1:
     jax.distributed.initialize()
+    return True
+  return False
