@@ -102,6 +102,8 @@ def plot_metric(res: SweepResult, name: str, log_y: bool = False):
     ax.fill_between(res.steps, lo, hi, alpha=0.2, color=line.get_color())
   ax.set_xlabel("step")
   ax.set_ylabel(name)
+  ax.set_title(", ".join(f"{k}={v:g}" for k, v in res.fixed.items()) + f"  ({len(res.seeds)} seeds)",
+               fontsize=8)
   if log_y:
     ax.set_yscale("log")
   ax.legend(fontsize=7)
