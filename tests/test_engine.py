@@ -130,7 +130,8 @@ class SweepTest(parameterized.TestCase):
     traces.clear()
     sweep(alg, A, chunk_steps=5, **kw)
     self.assertEqual(len(traces), n_four_chunks)  # eight chunks trace no more than four
-    self.assertLessEqual(n_four_chunks, 2)  # one shape-only trace, one compile
+    # A shape-only trace and one compile, each tracing the step twice (unrecorded and recorded steps).
+    self.assertLessEqual(n_four_chunks, 4)
 
 
 class CheckpointTest(parameterized.TestCase):
