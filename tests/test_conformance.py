@@ -22,6 +22,7 @@ from jaxopt_lab.engine import checkpoint as ckpt
 from jaxopt_lab.engine.sweep import sweep
 from jaxopt_lab.matrix_sensing import algorithms as ms
 from jaxopt_lab.matrix_sensing.problem import make_problem
+from jaxopt_lab.mup.parametrization import MLP, Task, preset, train_algorithm
 from tests.toy import TOY
 
 
@@ -48,6 +49,17 @@ CASES = [
     Case("ms_asymmetric_one_step", ms.asymmetric_gd_one_step(3),
          functools.partial(_sensing, symmetric=False), {"eta": 0.1, "alpha": 0.3, "switch_tol": 0.5},
          {"eta": 0.05, "alpha": 0.5, "switch_tol": 0.1}),
+]
+def _mup_task(dtype):
+  x = jax.random.normal(jax.random.key(11), (8, 3), dtype)
+  return Task(x, jnp.sin(x[:, :2]))
+
+
+CASES += [
+    Case("mup_sgd", train_algorithm(MLP(preset("mup", 2), 3, 16, 2, base_width=8), batch_size=4),
+         _mup_task, {"lr": 0.1}, {"lr": 0.05}),
+    Case("mup_adam", train_algorithm(MLP(preset("mup", 2, "adam"), 3, 16, 2, base_width=8)),
+         _mup_task, {"lr": 0.01}, {"lr": 0.003}),
 ]
 STEPS, EVERY = 20, 5
 
@@ -118,8 +130,13 @@ class ConformanceTest(parameterized.TestCase):
     self.assertEqual(resumed.resumed_from_chunk, 2)
     self.assertTrue(_tree_equal(sharded.final_state, resumed.final_state))
     single = sweep(case.algorithm, problem, devices=jax.devices()[:1], **kw)
-    self.assertTrue(_tree_equal(sharded.metrics, single.metrics))
-    self.assertTrue(_tree_equal(sharded.final_state, single.final_state))
+    # Equal up to float64 round-off, not bit for bit: XLA vectorizes a per-device batch of 6 runs
+    # differently from one of 24 (seen: Adam's division differs in the last ulp). Resuming on the same
+    # devices is bit-exact (asserted above).
+    chex.assert_trees_all_close(ckpt.to_host(sharded.metrics), ckpt.to_host(single.metrics),
+                                rtol=1e-12, atol=0)
+    chex.assert_trees_all_close(ckpt.to_host(sharded.final_state), ckpt.to_host(single.final_state),
+                                rtol=1e-12, atol=1e-15)  # atol: entries near 0 after cancellation
 
 
 if __name__ == "__main__":

@@ -1,0 +1,187 @@
+r"""Coordinate check: jaxopt_lab.mup vs microsoft/mup's own ``get_coord_data`` on the same MLP.
+
+    python -m benchmarks.mup_coord_check                    # widths 2^7..2^13, 3 steps, 10 seeds
+    python -m benchmarks.mup_coord_check --preset=tiny      # smoke test (widths 2^5..2^7, 2 seeds)
+    python -m benchmarks.mup_coord_check --venv=/path/venv  # where the PyTorch venv lives / is made
+
+The MLP: ``d_in -> n -> n -> 10``, tanh, biases, PyTorch's ``nn.Linear`` default init (uniform,
+variance 1/(3 fan_in)), muP with base width 2^7 by mup's own rules (``set_base_shapes`` with
+``MuReadout``, ``MuSGD``: input weights and every hidden bias at LR eta * m, hidden weights eta, readout
+weights eta * m through the 1/m readout multiplier, readout bias eta), cross-entropy on one fixed
+batch (64 Gaussian CIFAR-shaped inputs, d_in = 3072), SGD eta = 0.1, 3 steps, 10 seeds per width:
+what mup's coordinate-check examples run. Ours: :func:`jaxopt_lab.mup.coord_check.coord_check` on
+:class:`~jaxopt_lab.mup.parametrization.MLP` with ``preset("mup", 2)``, ``base_width = 128``,
+``sigma = 3^-1/2``, uniform init, float32: the same network family and the same rules (abc form:
+equal by the symmetry). Both record the mean |activation| of every layer at each step.
+
+microsoft/mup runs in its own venv (created when missing): ``pip install torch==2.13.0`` (the CPU
+wheel on this machine's local index makes it fast), ``pip install --no-deps mup==1.0.0``, and mup's
+runtime imports ``pyyaml numpy pandas``. mup's time is measured inside its process (imports excluded),
+with default malloc and again with tuned malloc (jemalloc via LD_PRELOAD when installed, otherwise
+glibc tunables that keep large buffers off mmap/munmap, and MALLOC_ARENA_MAX=2).
+Prints JSON lines (harness.Bench): machine, timings, ratios, fitted exponents of both for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.harness import Bench, Timing
+from jaxopt_lab import fitting
+from jaxopt_lab.mup.coord_check import coord_check
+from jaxopt_lab.mup.parametrization import MLP, Task, preset
+
+PRESETS = {
+    "cpu": dict(widths=[2 ** k for k in range(7, 14)], seeds=10, steps=3, batch=64, d_in=3072),
+    "small": dict(widths=[2 ** k for k in range(7, 12)], seeds=10, steps=3, batch=64, d_in=3072),
+    "tiny": dict(widths=[2 ** k for k in range(5, 8)], seeds=2, steps=3, batch=8, d_in=64),
+}
+LR, D_OUT = 0.1, 10
+
+TORCH_SCRIPT = textwrap.dedent(r"""
+    import json, sys, time
+    import numpy as np
+    import torch, torch.nn as nn
+    from mup import MuReadout, set_base_shapes
+    from mup.coord_check import get_coord_data
+    cfg = json.loads(sys.argv[1])
+    torch.set_num_threads(cfg["threads"])
+    d_in, base = cfg["d_in"], cfg["base"]
+
+    class MLP(nn.Module):
+      def __init__(self, width):
+        super().__init__()
+        self.fc1 = nn.Linear(d_in, width)
+        self.fc2 = nn.Linear(width, width)
+        self.fc3 = MuReadout(width, 10)
+      def forward(self, x):
+        return self.fc3(torch.tanh(self.fc2(torch.tanh(self.fc1(x)))))
+
+    def lazy(width):
+      return lambda: set_base_shapes(MLP(width), MLP(base), delta=MLP(2 * base))
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(cfg["batch"], d_in, generator=g)
+    y = torch.randint(0, 10, (cfg["batch"],), generator=g)
+    models = {w: lazy(w) for w in cfg["widths"]}
+    run = lambda: get_coord_data(models, [(x, y)], optimizer="sgd", lr=cfg["lr"], mup=True,
+                                 nsteps=cfg["steps"], nseeds=cfg["seeds"], cuda=False,
+                                 show_progress=False, lossfn="xent")
+    t0 = time.perf_counter(); df = run(); first = time.perf_counter() - t0
+    times = []
+    for _ in range(cfg["repeats"]):
+      t0 = time.perf_counter(); df = run(); times.append(time.perf_counter() - t0)
+    l1 = {}
+    for (w, mod, t), v in df.groupby(["width", "module", "t"])["l1"].mean().items():
+      l1.setdefault(mod, {}).setdefault(str(t), {})[str(w)] = float(v)
+    print("RESULT " + json.dumps({"first": first, "times": times, "l1": l1,
+                                  "torch": torch.__version__}))
+""")
+
+
+def ensure_venv(venv: str) -> str:
+  """The venv's python, creating the venv with torch 2.13.0 and mup 1.0.0 when missing."""
+  py = os.path.join(venv, "bin", "python")
+  probe = [py, "-c", "import torch, mup, yaml, pandas"]
+  if os.path.exists(py) and subprocess.run(probe, capture_output=True).returncode == 0:
+    return py
+  subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+  pip = [py, "-m", "pip", "install", "-q"]
+  subprocess.run(pip + ["torch==2.13.0"], check=True)
+  subprocess.run(pip + ["--no-deps", "mup==1.0.0"], check=True)
+  subprocess.run(pip + ["pyyaml", "numpy", "pandas"], check=True)  # mup's runtime imports
+  return py
+
+
+def tuned_malloc_env() -> tuple[dict[str, str], str]:
+  """Environment for tuned malloc: jemalloc if installed, else glibc tunables; and its label."""
+  env = dict(os.environ, MALLOC_ARENA_MAX="2")
+  jemalloc = sorted(glob.glob("/usr/lib/*/libjemalloc.so*") + glob.glob("/usr/lib/libjemalloc.so*"))
+  if jemalloc:
+    env["LD_PRELOAD"] = jemalloc[0]
+    return env, f"jemalloc ({jemalloc[0]}), MALLOC_ARENA_MAX=2"
+  # Keep big activations and weights on the heap (no mmap/munmap page faults per allocation).
+  env["GLIBC_TUNABLES"] = ("glibc.malloc.mmap_threshold=4294967296:"
+                           "glibc.malloc.trim_threshold=4294967296:glibc.malloc.top_pad=268435456")
+  return env, "glibc tunables (mmap/trim threshold 4 GiB, top_pad 256 MiB), MALLOC_ARENA_MAX=2"
+
+
+def run_mup(py: str, cfg: dict, env: dict[str, str], repeats: int) -> dict:
+  arg = json.dumps({**cfg, "lr": LR, "base": cfg["widths"][0], "repeats": repeats,
+                    "threads": os.cpu_count() or 1})
+  out = subprocess.run([py, "-c", TORCH_SCRIPT, arg], capture_output=True, text=True, env=env,
+                       check=False)
+  lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+  if out.returncode != 0 or not lines:
+    raise RuntimeError(f"mup run failed:\n{out.stderr[-3000:]}")
+  return json.loads(lines[-1][len("RESULT "):])
+
+
+def _timing(name: str, times: list[float], first: float) -> Timing:
+  return Timing(name, float(np.median(times)), min(times), max(times), len(times), first)
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+  p.add_argument("--venv", default="/tmp/mup_bench_venv")
+  p.add_argument("--repeats", type=int, default=1)
+  p.add_argument("--skip-mup", action="store_true", help="time ours only")
+  args = p.parse_args(argv)
+  cfg = PRESETS[args.preset]
+  bench = Bench("mup_coord_check")
+  bench.note(preset=args.preset, lr=LR, d_out=D_OUT, **cfg)
+
+  kx, ky = jax.random.split(jax.random.key(0))
+  task = Task(jax.random.normal(kx, (cfg["batch"], cfg["d_in"]), jnp.float32),
+              jax.random.randint(ky, (cfg["batch"],), 0, D_OUT))
+  net = MLP(preset("mup", 2), cfg["d_in"], cfg["widths"][0], D_OUT, activation="tanh",
+            base_width=cfg["widths"][0], bias=True, sigma=3 ** -0.5, init_distribution="uniform")
+  # Seeds in batches of 2 at the widest sizes keep memory near 2 GB (vmapped all at once below).
+  big = max(cfg["widths"]) >= 4096
+
+  def ours():
+    return coord_check(net, cfg["widths"], task, seeds=range(cfg["seeds"]), lr=LR,
+                       num_steps=cfg["steps"], loss="xent", seed_batch=2 if big else None)
+
+  t_ours = bench.time("jaxopt_lab.coord_check", lambda: ours().size, repeats=args.repeats,
+                      extra={"widths": cfg["widths"], "seeds": cfg["seeds"]})
+  cc = ours()
+  ex_ours = cc.exponents("size")[1:].round(3).tolist()
+  bench.note(which="ours", size_exponents_by_step=ex_ours, layers=list(cc.layers))
+  if args.skip_mup:
+    return
+  py = ensure_venv(args.venv)
+  res_default = run_mup(py, cfg, dict(os.environ), args.repeats)
+  t_default = _timing("mup.get_coord_data (default malloc)", res_default["times"], res_default["first"])
+  bench.note(measured_in="mup process", **dataclasses.asdict(t_default))
+  env, label = tuned_malloc_env()
+  res_tuned = run_mup(py, cfg, env, args.repeats)
+  t_tuned = _timing(f"mup.get_coord_data ({label})", res_tuned["times"], res_tuned["first"])
+  bench.note(measured_in="mup process", **dataclasses.asdict(t_tuned))
+  bench.compare(t_ours, t_default, label="default malloc", torch=res_default["torch"])
+  bench.compare(t_ours, t_tuned, label="tuned malloc", torch=res_tuned["torch"])
+  # mup's l1 records at its t = 1..3 are ours at steps 0..2 (it records before each update).
+  widths = np.asarray(cfg["widths"], np.float64)
+  ex_mup = {}
+  for mod, by_t in res_tuned["l1"].items():
+    if mod:
+      ex_mup[mod] = [round(fitting.loglog_slope(widths, [by_t[t][str(w)] for w in cfg["widths"]]).slope, 3)
+                     for t in sorted(by_t)]
+  bench.note(which="mup", l1_exponents_by_step=ex_mup,
+             ours_same_steps=cc.exponents("size")[:cfg["steps"]].round(3).T.tolist())
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,43 @@
+"""Builder for abc-parametrized MLP training sweeps (Yang & Hu 2021): preset, width, task, LR grid."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxopt_lab.mup import parametrization as P
+from jaxopt_lab.mup import transfer
+from launch.experiment import ExperimentSpec, hp_from_config, register_experiment, require_positive
+
+TASKS = ("digits", "teacher")
+
+
+@register_experiment("mup")
+def build(config: ml_collections.ConfigDict) -> ExperimentSpec:
+  """Validates the config and returns the training algorithm of one width with its LR grid."""
+  n, t = config.network, config.task
+  if n.depth < 1 or n.width < 1 or n.base_width < 1:
+    raise ValueError(f"depth, width and base_width must be >= 1, got {n.depth}, {n.width}, {n.base_width}")
+  if t.name not in TASKS:
+    raise ValueError(f"unknown task {t.name!r}; choose from {TASKS}")
+  if t.loss not in ("mse", "xent"):
+    raise ValueError(f"unknown loss {t.loss!r}; choose mse or xent")
+  if t.name == "teacher" and t.loss != "mse":
+    raise ValueError("the teacher task is a regression: use loss='mse'")
+  hp = hp_from_config(config.hp)
+  require_positive(hp, ["lr"])
+  abc = P.preset(n.preset, n.depth, n.optimizer)  # raises on unknown preset/optimizer names
+  if t.name == "digits":
+    task = transfer.digits_task(t.num_examples or None, dtype=jnp.float32)
+    d_in, d_out = task.x.shape[1], 10
+    if t.loss == "mse":
+      task = P.Task(task.x, jax.nn.one_hot(task.y, 10, dtype=task.x.dtype))
+  else:
+    task = transfer.teacher_task(jax.random.key(t.seed), num=t.num_examples or 512, dtype=jnp.float32)
+    d_in, d_out = task.x.shape[1], task.y.shape[1]
+  if t.batch_size and t.batch_size > task.x.shape[0]:
+    raise ValueError(f"batch_size {t.batch_size} exceeds the {task.x.shape[0]} training examples")
+  net = P.MLP(abc, d_in, n.width, d_out, activation=n.activation, base_width=n.base_width)
+  alg = P.train_algorithm(net, loss=t.loss, batch_size=t.batch_size or None)
+  return ExperimentSpec(alg, task, hp, plot_metrics=("loss",), log_y=("loss",))
