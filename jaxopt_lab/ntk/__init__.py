@@ -1,0 +1,34 @@
+"""The Neural Tangent Kernel (Jacot, Gabriel & Hongler 2018, arXiv:1806.07572).
+
+- :mod:`.analytic`: infinite-width NNGP and NTK of MLPs (closed forms and quadrature; blocked and
+  sharded assembly for large N).
+- :mod:`.empirical`: the finite-width NTK of any ``apply(params, x)`` model (Jacobian contraction,
+  NTK-vector products) and a structured fast path for :class:`MLP`.
+- :mod:`.predict`: closed-form MSE training dynamics in the kernel regime (single network, ensemble
+  mean and covariance, kernel regression, linearized finite networks).
+- :mod:`.networks`: finite MLPs in the NTK and standard parametrizations, trained by gradient
+  descent with the engine.
+
+Example:
+  >>> from jaxopt_lab import ntk
+  >>> net = ntk.MLP((2, 1024, 1024, 1), "relu", sigma_w=1.0, sigma_b=0.1)
+  >>> _, x = ntk.circle_inputs(64)
+  >>> theta_inf = ntk.mlp_kernels(x, **net.kernel_kwargs()).ntk
+  >>> theta_0 = ntk.empirical_ntk(net, net.init(jax.random.key(0)), x)
+"""
+
+from jaxopt_lab.ntk.analytic import (ACTIVATIONS, Kernels, activation_fn, mlp_kernels,
+                                     mlp_kernels_blocked, mlp_kernels_diag)
+from jaxopt_lab.ntk.empirical import empirical_ntk
+from jaxopt_lab.ntk.networks import (MLP, GDState, MSEProblem, TrainTrace, circle_inputs, gd_mse,
+                                     mse_loss, sphere_inputs, train_mse)
+from jaxopt_lab.ntk.predict import (Ensemble, MSEDynamics, gp_inference, linearize, linearized_mse,
+                                    mse_dynamics, mse_ensemble, mse_predict, residual_components)
+
+__all__ = [
+    "ACTIVATIONS", "Ensemble", "GDState", "Kernels", "MLP", "MSEDynamics", "MSEProblem",
+    "TrainTrace", "activation_fn", "circle_inputs", "empirical_ntk", "gd_mse", "gp_inference",
+    "linearize", "linearized_mse", "mlp_kernels", "mlp_kernels_blocked", "mlp_kernels_diag",
+    "mse_dynamics", "mse_ensemble", "mse_loss", "mse_predict", "residual_components",
+    "sphere_inputs", "train_mse",
+]

@@ -1,0 +1,307 @@
+"""Tests of jaxopt_lab.ntk.analytic: infinite-width NNGP/NTK against independent NumPy
+references."""
+
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest, parameterized
+from scipy.special import erf as np_erf
+
+from jaxopt_lab.ntk import analytic
+
+ARCH = dict(depth=3, sigma_w=1.3, sigma_b=0.2)
+
+
+def _points(n, d=3, seed=0, scale=1.0):
+  x = np.random.default_rng(seed).normal(size=(n, d))
+  return scale * x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _np_closed_form(x1, x2, depth, act, sigma_w, sigma_b, widths=None):
+  """Textbook formulas in NumPy (arccos form of Cho & Saul; Williams' arcsin form for erf)."""
+  n0 = x1.shape[1]
+  q12 = sigma_w**2 * x1 @ x2.T / n0 + sigma_b**2
+  q11 = sigma_w**2 * np.sum(x1**2, 1)[:, None] / n0 + sigma_b**2
+  q22 = sigma_w**2 * np.sum(x2**2, 1)[None, :] / n0 + sigma_b**2
+  cw = [sigma_w**2] * depth if widths is None else [n0] + list(widths)
+  cb = sigma_b**2 if widths is None else 1.0
+  ntk = cw[0] * (x1 @ x2.T / n0) + cb
+  for l in range(1, depth):
+    if act == "relu":
+      c = np.clip(q12 / np.sqrt(q11 * q22), -1, 1)
+      th = np.arccos(c)
+      e = np.sqrt(q11 * q22) * (np.sin(th) + (np.pi - th) * np.cos(th)) / (2 * np.pi)
+      ed = (np.pi - th) / (2 * np.pi)
+      e11, e22 = q11 / 2, q22 / 2
+    elif act == "erf":
+      f = lambda a, b, c: 2 / np.pi * np.arcsin(2 * c / np.sqrt((1 + 2 * a) * (1 + 2 * b)))
+      e, e11, e22 = f(q11, q22, q12), f(q11, q11, q11), f(q22, q22, q22)
+      ed = 4 / np.pi / np.sqrt((1 + 2 * q11) * (1 + 2 * q22) - 4 * q12**2)
+    else:  # identity
+      e, ed, e11, e22 = q12, np.ones_like(q12), q11, q22
+    ntk = cw[l] * e + cb + sigma_w**2 * ed * ntk
+    q12, q11, q22 = (sigma_w**2 * v + sigma_b**2 for v in (e, e11, e22))
+  return q12, ntk
+
+
+def _np_monte_carlo(x, depth, phi, dphi, sigma_w, sigma_b, samples=400_000, seed=0):
+  """NNGP/NTK by Monte Carlo: each pair's 2x2 Gaussian expectation sampled at every layer."""
+  n, n0 = x.shape
+  z = np.random.default_rng(seed).normal(size=(2, samples // 2))
+  z = np.concatenate([z, -z], axis=1)  # antithetic
+  nngp = np.zeros((n, n))
+  ntk = np.zeros((n, n))
+  for i in range(n):
+    for j in range(i, n):
+      q = sigma_w**2 * np.array([[x[i] @ x[i], x[i] @ x[j]], [x[j] @ x[i], x[j] @ x[j]]]) / n0
+      q += sigma_b**2
+      t = q[0, 1]
+      for _ in range(1, depth):
+        chol = np.linalg.cholesky(q + 1e-300 * np.eye(2)) if i != j else None
+        if i == j:
+          u = v = np.sqrt(q[0, 0]) * z[0]
+        else:
+          u, v = chol @ z
+        e_uu, e_uv, e_vv = np.mean(phi(u) ** 2), np.mean(phi(u) * phi(v)), np.mean(phi(v) ** 2)
+        ed = np.mean(dphi(u) * dphi(v))
+        q = sigma_w**2 * np.array([[e_uu, e_uv], [e_uv, e_vv]]) + sigma_b**2
+        t = q[0, 1] + sigma_w**2 * ed * t
+      nngp[i, j] = nngp[j, i] = q[0, 1]
+      ntk[i, j] = ntk[j, i] = t
+  return nngp, ntk
+
+
+NP_ACTS = {
+    "relu": (lambda u: np.maximum(u, 0), lambda u: (u > 0).astype(float)),
+    "erf": (np_erf, lambda u: 2 / np.sqrt(np.pi) * np.exp(-u**2)),
+    "tanh": (np.tanh, lambda u: 1 - np.tanh(u) ** 2),
+}
+
+
+class ClosedFormTest(parameterized.TestCase):
+
+  @parameterized.product(act=["relu", "erf", "identity"], depth=[1, 2, 4],
+                         parametrization=["ntk", "standard"])
+  def test_matches_textbook_formulas(self, act, depth, parametrization):
+    x1, x2 = _points(5, seed=1, scale=1.7), _points(4, seed=2, scale=0.6)
+    widths = (64, 32, 16)[:depth - 1] if parametrization == "standard" else None
+    k = analytic.mlp_kernels(x1, x2, depth=depth, activation=act, sigma_w=1.3, sigma_b=0.2,
+                             parametrization=parametrization, hidden_widths=widths)
+    nngp, ntk = _np_closed_form(x1, x2, depth, act, 1.3, 0.2, widths)
+    # float64, two algebraically equal forms (atan2 vs arccos): a few ulps times the depth.
+    np.testing.assert_allclose(k.nngp, nngp, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(k.ntk, ntk, rtol=1e-12, atol=1e-14)
+
+  def test_known_values(self):
+    x = np.eye(2)  # orthogonal unit vectors, n0 = 2
+    k = analytic.mlp_kernels(x, depth=2, activation="relu", sigma_w=1.0, sigma_b=0.0)
+    # Sigma^1 = diag(1/2); off-diagonal theta = pi/2: E[relu relu] = (1/2)(1/(2 pi)), E' = 1/4.
+    np.testing.assert_allclose(k.nngp, [[1 / 4, 1 / (4 * np.pi)], [1 / (4 * np.pi), 1 / 4]],
+                               rtol=1e-15)
+    np.testing.assert_allclose(k.ntk, [[1 / 2, 1 / (4 * np.pi)], [1 / (4 * np.pi), 1 / 2]],
+                               rtol=1e-15)
+    k = analytic.mlp_kernels(np.ones((1, 1)), depth=2, activation="erf", sigma_w=1.0)
+    np.testing.assert_allclose(k.nngp, [[2 / np.pi * np.arcsin(2 / 3)]], rtol=1e-15)
+    np.testing.assert_allclose(k.ntk, [[2 / np.pi * np.arcsin(2 / 3) + 4 / np.pi / np.sqrt(5)]],
+                               rtol=1e-15)
+    k = analytic.mlp_kernels(np.ones((1, 4)), depth=3, activation="identity", sigma_w=2.0)
+    np.testing.assert_allclose(k.ntk, [[3 * 2.0**6]], rtol=1e-15)  # L sigma_w^{2L} |x|^2/n0
+
+
+class QuadratureAndMonteCarloTest(parameterized.TestCase):
+
+  @parameterized.parameters("relu", "erf", "tanh")  # gelu, softplus: the same quadrature path
+  def test_against_numpy_monte_carlo(self, act):
+    x = _points(4, seed=3)
+    # Order 32: quadrature error <= 1e-4 here (module docstring), far below the MC tolerance.
+    k = analytic.mlp_kernels(x, depth=3, activation=act, sigma_w=1.3, sigma_b=0.2,
+                             quadrature_order=32)
+    nngp, ntk = _np_monte_carlo(x, 3, *NP_ACTS[act], 1.3, 0.2)
+    # 4e5 antithetic samples: standard error ~3e-3 of the kernel scale; 1.5e-2 is ~5 sigma.
+    scale = np.abs(ntk).max()
+    np.testing.assert_allclose(k.ntk, ntk, atol=1.5e-2 * scale)
+    np.testing.assert_allclose(k.nngp, nngp, atol=1.5e-2 * np.abs(nngp).max())
+
+  def test_quadrature_accuracy_against_closed_forms(self):
+    # Depth 2: one layer of quadrature (measured: erf 4e-12 / 2e-11 at order 32, 2e-16 at 64;
+    # relu 8e-3 NNGP / 3e-2 NTK at order 32).
+    arch = dict(depth=2, sigma_w=1.3, sigma_b=0.2)
+    x1, x2 = _points(5, seed=4), _points(3, seed=5)
+    rel = lambda a, b: float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+    exact = analytic.mlp_kernels(x1, x2, activation="erf", **arch)
+    for order, tol in [(32, 1e-10), (64, 1e-14)]:
+      quad = analytic.mlp_kernels(x1, x2, activation=jax.scipy.special.erf,
+                                  quadrature_order=order, **arch)
+      self.assertLess(rel(quad.nngp, exact.nngp), tol, order)
+      self.assertLess(rel(quad.ntk, exact.ntk), tol, order)
+    # relu has a kink: the NNGP error falls like 1/order; its derivative is a step: the NTK error
+    # falls only like order^-1/2 (measured 4.6e-2, 3.1e-2, 2.0e-2 at orders 16, 32, 64).
+    exact = analytic.mlp_kernels(x1, x2, activation="relu", **arch)
+    errs = []
+    for order in (16, 32, 64):
+      quad = analytic.mlp_kernels(x1, x2, activation=jax.nn.relu, quadrature_order=order, **arch)
+      errs.append([rel(quad.nngp, exact.nngp), rel(quad.ntk, exact.ntk)])
+    errs = np.array(errs)
+    self.assertLess(errs[1, 0], 1.5e-2)
+    self.assertLess(errs[1, 1], 5e-2)
+    self.assertTrue(np.all(errs[1:, 0] < 0.6 * errs[:-1, 0]), errs)
+    self.assertTrue(np.all(errs[1:, 1] < 0.85 * errs[:-1, 1]), errs)
+
+  def test_quadrature_diagonal_matches_one_dimensional_rule(self):
+    x = _points(4, seed=6, scale=2.0)
+    k = analytic.mlp_kernels(x, activation="tanh", depth=2, sigma_w=1.0, sigma_b=0.0,
+                             quadrature_order=64)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(200)
+    q = np.sum(x**2, 1) / 3
+    ref = [np.sum(weights * np.tanh(np.sqrt(qi) * nodes) ** 2) / np.sqrt(2 * np.pi) for qi in q]
+    # Pre-activation variance 4/3: tanh's order-64 rule is ~1e-7 accurate there (module docstring).
+    np.testing.assert_allclose(np.diag(k.nngp), ref, rtol=3e-7)
+
+
+class DiagonalSymmetryPrecisionTest(parameterized.TestCase):
+
+  @parameterized.parameters("relu", "erf", "tanh")
+  def test_diagonal_exact_and_symmetric(self, act):
+    x = _points(7, seed=7, scale=1.5)
+    k = analytic.mlp_kernels(x, activation=act, quadrature_order=16, **ARCH)
+    d = analytic.mlp_kernels_diag(x, activation=act, quadrature_order=16, **ARCH)
+    # Exact: x @ x.T is bitwise symmetric on XLA:CPU, the closed forms keep it, quadrature
+    # symmetrizes.
+    np.testing.assert_array_equal(k.ntk, k.ntk.T)
+    np.testing.assert_array_equal(k.nngp, k.nngp.T)
+    # Same elementwise formula with det = 0; XLA may fuse the two differently: 4 ulps.
+    np.testing.assert_allclose(jnp.diag(k.ntk), d.ntk, rtol=1e-15)
+    np.testing.assert_allclose(jnp.diag(k.nngp), d.nngp, rtol=1e-15)
+
+  def test_self_kernel_vs_cross_kernel(self):
+    x = _points(6, seed=8)
+    same, cross = analytic.mlp_kernels(x, **ARCH), analytic.mlp_kernels(x, x, **ARCH)
+    off = ~np.eye(6, dtype=bool)
+    np.testing.assert_allclose(np.asarray(same.ntk)[off], np.asarray(cross.ntk)[off], rtol=1e-13)
+    # The cross kernel cannot know x == x': its diagonal angle is sqrt(eps)-accurate, not exact.
+    np.testing.assert_allclose(jnp.diag(same.ntk), jnp.diag(cross.ntk), rtol=1e-6)
+
+  @parameterized.parameters("relu", "erf")
+  def test_float32_accuracy(self, act):
+    x = _points(32, d=16, seed=9, scale=3.0)
+    k64 = analytic.mlp_kernels(x, activation=act, **ARCH).ntk
+    k32 = analytic.mlp_kernels(x.astype(np.float32), activation=act, **ARCH).ntk
+    self.assertEqual(k32.dtype, jnp.float32)
+    err = np.abs(np.asarray(k32, np.float64) - np.asarray(k64))
+    # Off-diagonal: a few float32 ulps per layer of the kernel's scale (erf kernels cross zero, so
+    # the error is relative to the largest entry; random points are far from parallel).
+    self.assertLess(err.max() / np.abs(k64).max(), 2e-6)
+    # Diagonal: the angle is exactly 0, so it is as accurate as the rest (neural-tangents ~7e-4).
+    self.assertLess((np.diag(err) / np.abs(np.diag(k64))).max(), 2e-6)
+
+  def test_vmap_over_sigma_equals_loop(self):
+    x = _points(4, seed=10)
+    sw = jnp.array([0.5, 1.0, 2.0])
+    batched = jax.vmap(lambda s: analytic.mlp_kernels(x, depth=3, sigma_w=s, sigma_b=0.1).ntk)(sw)
+    for i, s in enumerate(sw):
+      np.testing.assert_allclose(batched[i], analytic.mlp_kernels(
+          x, depth=3, sigma_w=float(s), sigma_b=0.1).ntk, rtol=1e-14)
+
+  def test_compiles_once(self):
+    x = _points(5, seed=11)
+    analytic.mlp_kernels(x, depth=2, activation="erf", sigma_w=1.0)
+    before = analytic._kernels_jit._cache_size()
+    for s in (0.5, 1.5, 2.5):
+      analytic.mlp_kernels(x + s, depth=2, activation="erf", sigma_w=s, sigma_b=s / 3)
+    self.assertEqual(analytic._kernels_jit._cache_size(), before)
+
+
+class BlockedTest(parameterized.TestCase):
+
+  @parameterized.parameters(("relu", 16, 37, 3), ("erf", 7, 37, 3), ("tanh", 8, 11, 2))
+  def test_blocked_equals_unblocked(self, act, block, n, depth):
+    x1, x2 = _points(n, seed=12), _points(n // 2 + 3, seed=13)
+    arch = dict(ARCH, depth=depth, activation=act, quadrature_order=16)
+    for a, b in [(x1, None), (x1, x2)]:
+      ref = analytic.mlp_kernels(a, b, **arch)
+      got = analytic.mlp_kernels_blocked(a, b, block_size=block, **arch)
+      # Tiles see the same numbers as the whole; XLA may vectorize tiles differently: ~ulps.
+      np.testing.assert_allclose(got.ntk, ref.ntk, rtol=1e-13)
+      np.testing.assert_allclose(got.nngp, ref.nngp, rtol=1e-13)
+      if b is None:
+        np.testing.assert_array_equal(got.ntk, got.ntk.T)
+        np.testing.assert_allclose(np.diag(got.ntk), analytic.mlp_kernels_diag(a, **arch).ntk,
+                                   rtol=1e-15)
+
+  def test_sharded_over_devices_and_out_arrays(self):
+    devices = jax.local_devices()
+    self.assertGreaterEqual(len(devices), 2)  # conftest forces 4 CPU devices
+    x = _points(45, seed=14)
+    ref = analytic.mlp_kernels_blocked(x, block_size=8, **ARCH)
+    with tempfile.TemporaryDirectory() as tmp:
+      mm = np.memmap(f"{tmp}/ntk.dat", dtype=np.float64, mode="w+", shape=(45, 45))
+      got = analytic.mlp_kernels_blocked(x, block_size=8, which="ntk", devices=devices,
+                                         out=analytic.Kernels(None, mm), **ARCH)
+      self.assertIsNone(got.nngp)
+      self.assertIs(got.ntk, mm)
+      # One tile per device (vmapped and sharded) vs one at a time: XLA vectorizes differently.
+      np.testing.assert_allclose(np.asarray(mm), ref.ntk, rtol=1e-14)
+
+  def test_one_compile_for_all_tiles(self):
+    x = _points(50, seed=15)
+    analytic._tile_program.cache_clear()
+    analytic.mlp_kernels_blocked(x, block_size=16, which="nngp", depth=2)
+    self.assertEqual(analytic._tile_program.cache_info().currsize, 1)
+    program = analytic._tile_program(analytic._check_arch(2, "relu", 1.0, 0.0, "ntk", None, 32),
+                                     16, True, "nngp", None)
+    self.assertEqual(program._cache_size(), 1)  # 10 tiles, one executable
+
+  def test_fifty_thousand_points_fit_a_24gb_device(self):
+    # Compile (do not run) the tile program for N = 50,000 MNIST-sized float32 inputs.
+    arch = analytic._check_arch(3, "relu", 1.0, 0.0, "ntk", None, 32)
+    program = analytic._tile_program(arch, 4096, True, "ntk", None)
+    padded = -(-50_000 // 4096) * 4096
+    s = jax.ShapeDtypeStruct
+    compiled = program.lower(s((padded, 784), jnp.float32), s((padded, 784), jnp.float32),
+                             s((), jnp.float32), s((), jnp.float32), s((1,), jnp.int32),
+                             s((1,), jnp.int32)).compile()
+    mem = compiled.memory_analysis()
+    total = mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+    self.assertLess(total, 2e9)  # the (50,000)^2 float32 NTK itself (10 GB) lives on the host
+
+
+class ValidationTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(
+      ("feature_dims", dict(x2=np.ones((2, 4))), "x2"),
+      ("negative_scale", dict(sigma_w=-1.0), "sigma_w"),
+      ("negative_bias", dict(sigma_b=-0.1), "sigma_b"),
+      ("activation", dict(activation="swish42"), "activation"),
+      ("depth", dict(depth=0), "depth"),
+      ("parametrization", dict(parametrization="mup"), "parametrization"),
+      ("standard_needs_widths", dict(parametrization="standard"), "hidden_widths"),
+      ("widths_length", dict(hidden_widths=(3,)), "hidden_widths"),
+      ("quadrature", dict(activation="tanh", quadrature_order=1), "quadrature_order"),
+  )
+  def test_bad_arguments(self, kwargs, name):
+    args = dict(x1=np.ones((3, 2)), depth=3)
+    args.update(kwargs)
+    x1 = args.pop("x1")
+    x2 = args.pop("x2", None)
+    with self.assertRaisesRegex(ValueError, f"^{name}"):
+      analytic.mlp_kernels(x1, x2, **args)
+
+  def test_bad_inputs(self):
+    for x, name in [(np.ones((0, 2)), "x1"), (np.array([[np.nan, 1.0]]), "x1"),
+                    (np.ones(3), "x1"), (np.ones((2, 2), np.int32), "x1")]:
+      with self.assertRaisesRegex(ValueError, f"^{name}"):
+        analytic.mlp_kernels(x, depth=2)
+    with self.assertRaisesRegex(ValueError, "^x2"):
+      analytic.mlp_kernels(np.ones((2, 2)), np.array([[1.0, np.inf]]), depth=2)
+    with self.assertRaisesRegex(ValueError, "^x"):
+      analytic.mlp_kernels_diag(np.ones((0, 2)), depth=2)
+    with self.assertRaisesRegex(ValueError, "^block_size"):
+      analytic.mlp_kernels_blocked(np.ones((2, 2)), depth=2, block_size=0)
+    with self.assertRaisesRegex(ValueError, "^which"):
+      analytic.mlp_kernels_blocked(np.ones((2, 2)), depth=2, which="all")
+
+
+if __name__ == "__main__":
+  absltest.main()
