@@ -57,7 +57,7 @@ def _measure(preset_name: str, activation: str) -> dict:
   widths = jnp.asarray(cfg["widths"], jnp.float64)
   # Widths traced (Bartlett Gram matrices; padded particles): one compile, seeds mapped in batches.
   per_width = jax.jit(lambda n: jax.lax.map(lambda k: finite(k, n), keys, batch_size=64))
-  rms = np.array([float(jnp.sqrt(jnp.mean(jnp.square(per_width(n) - f_inf)))) for n in widths])
+  rms = np.array([float(jnp.sqrt(jnp.mean(jnp.square(per_width(n) - f_inf[None])))) for n in widths])
   fit = fitting.loglog_slope(cfg["widths"], rms)
   return dict(widths=np.array(cfg["widths"]), rms=rms, slope=fit.slope, r2=fit.r2,
               f_inf=np.asarray(f_inf).ravel())

@@ -236,7 +236,7 @@ class Scalings(NamedTuple):
 def init_params(key: jax.Array, shapes: Sequence[tuple[int, int]], scal: Scalings, *, bias: bool,
                 readout_zero_init: bool = False, dtype: Any = None,
                 distribution: str = "normal") -> Params:
-  """Draws ``w^l`` with standard deviation ``stds[l]`` (and biases) for ``(fan_in, fan_out)`` shapes.
+  r"""Draws ``w^l`` with standard deviation ``stds[l]`` (and biases) for ``(fan_in, fan_out)`` shapes.
 
   ``distribution``: ``"normal"`` or ``"uniform"`` (:math:`U(-\sqrt3 s, \sqrt3 s)`, PyTorch's
   ``nn.Linear`` default family, with the same standard deviation ``s``).
