@@ -23,6 +23,8 @@ from jaxopt_lab.engine.sweep import sweep
 from jaxopt_lab.matrix_sensing import algorithms as ms
 from jaxopt_lab.matrix_sensing.problem import make_problem
 from jaxopt_lab.mup.parametrization import MLP, Task, preset, train_algorithm
+from jaxopt_lab.stability import models as stab_models
+from jaxopt_lab.stability import training as stab_training
 from tests.toy import TOY
 
 
@@ -60,6 +62,18 @@ CASES += [
          _mup_task, {"lr": 0.1}, {"lr": 0.05}),
     Case("mup_adam", train_algorithm(MLP(preset("mup", 2, "adam"), 3, 16, 2, base_width=8)),
          _mup_task, {"lr": 0.01}, {"lr": 0.003}),
+]
+CASES += [
+    Case("stability_gd", stab_training.gd(stab_models.relu_net(4, 3), stab_training.Monitor(
+        every=5, power_iters=3, hutchinson_probes=2, frobenius_probes=2)),
+         lambda dt: stab_models.relu_teacher_data(jax.random.key(0), d=4, n=8, n_test=5, dtype=dt),
+         {"eta": 0.05}, {"eta": 0.02}),
+    Case("stability_sgd", stab_training.sgd(stab_models.diagonal_net(6), 2,
+                                            sampling="without_replacement",
+                                            monitor=stab_training.Monitor(every=5, power_iters=3)),
+         lambda dt: stab_models.sparse_regression_data(jax.random.key(1), d=6, n=10, sparsity=2,
+                                                       n_test=4, dtype=dt),
+         {"eta": 0.05, "clip": 10.0}, {"eta": 0.02, "clip": 5.0}),
 ]
 STEPS, EVERY = 20, 5
 
