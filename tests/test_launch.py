@@ -3,6 +3,7 @@
 import glob
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -137,6 +138,10 @@ class ReportTest(absltest.TestCase):
       self.assertIn("| test.inside | P | c | 1 | 1 | [0.9, 1.1] | PASS |", md)
       self.assertIn("| test.outside | P | c | 1 | 1.2 | [0.9, 1.1] | FAIL |", md)
     self.assertFalse(registry.run_check(registry.get("test.inside"), "full").passed)
+    self.assertEqual(registry.strict_max([[1.0, 3.0], [2.0, 0.0]]), 3.0)
+    self.assertEqual(registry.strict_min([2.0, -1.0]), -1.0)
+    for bad in ([], [1.0, float("nan")], [float("inf")]):  # a reduction that hides a bad value fails
+      self.assertTrue(math.isnan(registry.strict_max(bad)) and math.isnan(registry.strict_min(bad)))
     with self.assertRaisesRegex(ValueError, "registered twice"):
       registry.register(id="test.inside", paper="P", claim="c", predicted="1", band=(0, 1))(print)
 

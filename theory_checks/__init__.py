@@ -12,7 +12,7 @@ from theory_checks.registry import Check, Measurement, Result, all_checks, get, 
 def load_all() -> list[Check]:
   """Imports every module of this package and returns all registered checks."""
   for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-    if info.name not in ("registry", "common") and not info.name.startswith("_"):
+    if info.name != "registry" and not info.name.endswith("common") and not info.name.startswith("_"):
       importlib.import_module(f"{__name__}.{info.name}")
   return all_checks()
 

@@ -35,6 +35,7 @@ import jax
 import numpy as np
 
 from jaxopt_lab.matrix_sensing import asymmetric_gd, asymmetric_init
+from theory_checks import registry
 from theory_checks import matrix_sensing_common as common
 from theory_checks.registry import Measurement, register
 
@@ -150,7 +151,7 @@ def _measure(preset: str) -> dict:
     predicted="1 (exp(-Omega(alpha^2 T)))", band=(0.99, 1.0))
 def linear(preset: str) -> Measurement:
   m = _measure(preset)
-  value = float(np.min(m["r2"])) if np.all(np.isfinite(m["r2"])) else math.nan
+  value = registry.strict_min(m["r2"])
   return Measurement(value=value, details=m["details"], figure=m["fig"])
 
 
@@ -163,7 +164,7 @@ def linear(preset: str) -> Measurement:
     predicted="0 (rate proportional to alpha^2)", band=(0.0, 0.10))
 def alpha2_scaling(preset: str) -> Measurement:
   m = _measure(preset)
-  value = float(np.max(m["spread"])) if np.all(np.isfinite(m["spread"])) else math.nan
+  value = registry.strict_max(m["spread"])
   return Measurement(value=value, details=m["details"])
 
 

@@ -21,6 +21,7 @@ import functools
 import numpy as np
 
 from jaxopt_lab.matrix_sensing import asymmetric_gd, symmetric_gd
+from theory_checks import registry
 from theory_checks import matrix_sensing_common as common
 from theory_checks.registry import Measurement, register
 
@@ -81,7 +82,7 @@ def _measure(preset: str) -> dict:
     predicted="1 (exp(-Omega(T)))", band=(0.999, 1.0))
 def linear(preset: str) -> Measurement:
   m = _measure(preset)
-  value = float(np.min(m["r2"])) if np.all(np.isfinite(m["r2"])) else float("nan")
+  value = registry.strict_min(m["r2"])
   return Measurement(value=value, details=m["details"], figure=m["fig"])
 
 

@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from jaxopt_lab.matrix_sensing import asymmetric_gd_one_step
+from theory_checks import registry
 from theory_checks import matrix_sensing_common as common
 from theory_checks.registry import Measurement, register
 
@@ -107,7 +108,7 @@ def _measure(preset: str) -> dict:
     predicted="0 (MF: every alpha at -2 log(1 - eta) = 0.2107)", band=(0.0, 0.10))
 def alpha_independence(preset: str) -> Measurement:
   m = _measure(preset)
-  value = float(np.max(m["spread"])) if np.all(np.isfinite(m["spread"])) else math.nan
+  value = registry.strict_max(m["spread"])
   return Measurement(value=value, details=m["details"], figure=m["fig"])
 
 
@@ -118,5 +119,5 @@ def alpha_independence(preset: str) -> Measurement:
     predicted=">= 5", band=(5.0, math.inf))
 def speedup(preset: str) -> Measurement:
   m = _measure(preset)
-  value = float(np.min(m["speedup"])) if np.all(np.isfinite(m["speedup"])) else math.nan
+  value = registry.strict_min(m["speedup"])
   return Measurement(value=value, details=m["details"])

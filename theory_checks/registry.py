@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 PRESETS = ("quick", "full")
 
 
@@ -81,6 +83,23 @@ class Result:
         "measured": self.measured, "passed": self.passed, "seconds": round(self.seconds, 3),
         "details": self.details, "error": self.error,
     }
+
+
+def strict_max(values: Any) -> float:
+  """``max(values)``, or NaN (a failed check) if there are none or any is non-finite."""
+  return _strict(values, max)
+
+
+def strict_min(values: Any) -> float:
+  """``min(values)``, or NaN (a failed check) if there are none or any is non-finite."""
+  return _strict(values, min)
+
+
+def _strict(values: Any, reduce: Callable[[list[float]], float]) -> float:
+  flat = [float(v) for v in np.ravel(np.asarray(values, dtype=np.float64))]
+  if not flat or not all(math.isfinite(v) for v in flat):
+    return math.nan
+  return reduce(flat)
 
 
 _REGISTRY: dict[str, Check] = {}

@@ -25,6 +25,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from jaxopt_lab.stability import models, training
+from theory_checks import registry
 from theory_checks import stability_common as common
 from theory_checks.registry import Measurement, register
 
@@ -105,5 +106,5 @@ def sharpness(preset: str) -> Measurement:
 def loss(preset: str) -> Measurement:
   m = _measure(preset)
   r = m["ratios"]
-  value = float(np.max(r)) if np.all(np.isfinite(r)) else float("nan")
+  value = registry.strict_max(r)
   return Measurement(value=value, details=m["rows"])

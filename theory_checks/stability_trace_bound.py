@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from theory_checks import registry
 from theory_checks import stability_common as common
 from theory_checks.registry import Measurement, register
 
@@ -58,7 +59,7 @@ def _collect(preset: str, alg: str, key: str) -> float:
     predicted="<= 1", band=(0.0, 1.02))
 def sgd_trace(preset: str) -> Measurement:
   vals = _collect(preset, "sgd", "trace")
-  value = float(np.max(vals)) if np.size(vals) and np.all(np.isfinite(vals)) else float("nan")
+  value = registry.strict_max(vals)
   return Measurement(value=value, details=_details(preset, "sgd"), figure=common.bound_figure(preset))
 
 
@@ -69,7 +70,7 @@ def sgd_trace(preset: str) -> Measurement:
     predicted="> 1 (fact sheet: >= 1.27)", band=(1.0, 1e9))
 def gd_trace(preset: str) -> Measurement:
   vals = _collect(preset, "gd", "trace")
-  value = float(np.min(vals)) if np.size(vals) and np.all(np.isfinite(vals)) else float("nan")
+  value = registry.strict_min(vals)
   return Measurement(value=value, details=_details(preset, "gd"))
 
 
@@ -80,5 +81,5 @@ def gd_trace(preset: str) -> Measurement:
     predicted="<= 1", band=(0.0, 1.02))
 def gd_sharpness(preset: str) -> Measurement:
   vals = _collect(preset, "gd", "sharpness")
-  value = float(np.max(vals)) if np.size(vals) and np.all(np.isfinite(vals)) else float("nan")
+  value = registry.strict_max(vals)
   return Measurement(value=value, details=_details(preset, "gd"))
