@@ -140,6 +140,32 @@ def _chunk_plan(num_steps: int, chunk_steps: int) -> list[int]:
   return [chunk_steps] * full + ([rest] if rest else [])
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(algorithm: Algorithm, record_every: int, devices: tuple[jax.Device, ...]):
+  """Jitted batched ``init`` and ``advance`` of one algorithm on one device set, built once.
+
+  Cached on the (hashable) algorithm, so calling :func:`sweep` again with the same algorithm, e.g. in a
+  Python loop over widths or configs, reuses the compiled executables for shapes seen before instead of
+  tracing and compiling fresh closures every call.
+  """
+  mesh = Mesh(np.array(devices), ("runs",))
+  batch = NamedSharding(mesh, PartitionSpec("runs"))
+
+  @functools.partial(jax.jit, out_shardings=batch)
+  def init_all(seed_batch, problem, hps, fixed_hps):
+    return jax.vmap(lambda s, h: start(algorithm, jax.random.key(s), problem, {**fixed_hps, **h}))(
+        seed_batch, hps)
+
+  @functools.partial(jax.jit, static_argnames="num_records", donate_argnums=0,
+                     out_shardings=(batch, batch))
+  def advance_all(state, problem, hps, fixed_hps, num_records):
+    return jax.vmap(lambda st, h: advance(algorithm, st, problem, {**fixed_hps, **h},
+                                          num_records=num_records, record_every=record_every))(
+                                              state, hps)
+
+  return init_all, advance_all
+
+
 def sweep(algorithm: Algorithm, problem: PyTree, *, seeds: Sequence[int] | np.ndarray,
           hp: Mapping[str, Any], num_steps: int, record_every: int = 1,
           chunk_steps: int | None = None, checkpoint_dir: str | None = None,
@@ -203,17 +229,10 @@ def sweep(algorithm: Algorithm, problem: PyTree, *, seeds: Sequence[int] | np.nd
   # Fixed hyperparameters travel as replicated arguments, not constants: new values, no recompile.
   fixed_dev = {k: _sharded(_cast(np.asarray(v), dtype), replicated) for k, v in fixed.items()}
 
-  @functools.partial(jax.jit, out_shardings=batch)
-  def init_all(seed_batch, problem, hps, fixed_hps):
-    return jax.vmap(lambda s, h: start(algorithm, jax.random.key(s), problem, {**fixed_hps, **h}))(
-        seed_batch, hps)
-
-  @functools.partial(jax.jit, static_argnames="num_records", donate_argnums=0,
-                     out_shardings=(batch, batch))
-  def advance_all(state, problem, hps, fixed_hps, num_records):
-    return jax.vmap(lambda st, h: advance(algorithm, st, problem, {**fixed_hps, **h},
-                                          num_records=num_records, record_every=record_every))(
-                                              state, hps)
+  try:
+    init_all, advance_all = _compiled(algorithm, record_every, tuple(devices))
+  except TypeError:  # an unhashable init/step (a callable object with __eq__ only): build uncached
+    init_all, advance_all = _compiled.__wrapped__(algorithm, record_every, tuple(devices))
 
   plan = _chunk_plan(num_steps, chunk_steps)
   num_records = num_steps // record_every
