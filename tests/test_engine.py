@@ -136,6 +136,14 @@ class SweepTest(parameterized.TestCase):
     # An equal algorithm built again (e.g. in a loop over configs) reuses the compiled sweep.
     sweep(Algorithm("counting", toy_init, counting_step), A, chunk_steps=5, **dict(kw, seeds=[3, 4]))
     self.assertEmpty(traces)
+    # Rebuilt partials with equal bound arguments count as the same algorithm; other arguments do not.
+    partial_alg = lambda noise: Algorithm("p", toy_init, functools.partial(counting_step, noise=noise))
+    sweep(partial_alg(0.02), A, chunk_steps=5, **kw)
+    n_partial = len(traces)
+    sweep(partial_alg(0.02), A, chunk_steps=5, **kw)
+    self.assertLen(traces, n_partial)
+    sweep(partial_alg(0.03), A, chunk_steps=5, **kw)
+    self.assertGreater(len(traces), n_partial)
 
 
 class CheckpointTest(parameterized.TestCase):

@@ -140,14 +140,38 @@ def _chunk_plan(num_steps: int, chunk_steps: int) -> list[int]:
   return [chunk_steps] * full + ([rest] if rest else [])
 
 
-@functools.lru_cache(maxsize=64)
+def _fn_key(fn: Callable) -> Any:
+  """A hashable identity for ``fn`` under which equal ``functools.partial`` rebuilds compare equal."""
+  if isinstance(fn, functools.partial):
+    return ("partial", _fn_key(fn.func), fn.args, tuple(sorted(fn.keywords.items())))
+  return fn
+
+
+_COMPILED: dict[Any, tuple[Callable, Callable]] = {}
+_COMPILED_MAX = 64
+
+
 def _compiled(algorithm: Algorithm, record_every: int, devices: tuple[jax.Device, ...]):
   """Jitted batched ``init`` and ``advance`` of one algorithm on one device set, built once.
 
-  Cached on the (hashable) algorithm, so calling :func:`sweep` again with the same algorithm, e.g. in a
-  Python loop over widths or configs, reuses the compiled executables for shapes seen before instead of
-  tracing and compiling fresh closures every call.
+  Cached on the algorithm's name and functions (partials compared by function and bound arguments), so
+  calling :func:`sweep` again with an equal algorithm, e.g. ``symmetric_gd(k=3)`` rebuilt in a Python
+  loop over configs, reuses the compiled executables for shapes seen before instead of tracing and
+  compiling fresh closures every call. Algorithms with unhashable bound arguments are not cached.
   """
+  try:
+    key = (algorithm.name, _fn_key(algorithm.init), _fn_key(algorithm.step), record_every, devices)
+    hash(key)
+  except TypeError:
+    return _build_compiled(algorithm, record_every, devices)
+  if key not in _COMPILED:
+    if len(_COMPILED) >= _COMPILED_MAX:
+      _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[key] = _build_compiled(algorithm, record_every, devices)
+  return _COMPILED[key]
+
+
+def _build_compiled(algorithm: Algorithm, record_every: int, devices: tuple[jax.Device, ...]):
   mesh = Mesh(np.array(devices), ("runs",))
   batch = NamedSharding(mesh, PartitionSpec("runs"))
 
@@ -229,10 +253,7 @@ def sweep(algorithm: Algorithm, problem: PyTree, *, seeds: Sequence[int] | np.nd
   # Fixed hyperparameters travel as replicated arguments, not constants: new values, no recompile.
   fixed_dev = {k: _sharded(_cast(np.asarray(v), dtype), replicated) for k, v in fixed.items()}
 
-  try:
-    init_all, advance_all = _compiled(algorithm, record_every, tuple(devices))
-  except TypeError:  # an unhashable init/step (a callable object with __eq__ only): build uncached
-    init_all, advance_all = _compiled.__wrapped__(algorithm, record_every, tuple(devices))
+  init_all, advance_all = _compiled(algorithm, record_every, tuple(devices))
 
   plan = _chunk_plan(num_steps, chunk_steps)
   num_records = num_steps // record_every
