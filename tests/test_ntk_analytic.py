@@ -267,6 +267,53 @@ class BlockedTest(parameterized.TestCase):
     self.assertLess(total, 2e9)  # the (50,000)^2 float32 NTK itself (10 GB) lives on the host
 
 
+class FastPathsTest(parameterized.TestCase):
+  """The float32 atan2 polynomial and the CPU strip layout (both used only past small sizes)."""
+
+  def test_float32_atan2_against_float64(self):
+    rng = np.random.default_rng(16)
+    y = np.abs(rng.normal(size=200_000)) * 10.0 ** rng.uniform(-6, 6, 200_000)
+    x = rng.normal(size=200_000) * 10.0 ** rng.uniform(-6, 6, 200_000)
+    y[:4], x[:4] = 0.0, [2.0, -2.0, 0.0, -0.0]  # the diagonal, antiparallel, zero-norm cases
+    got = np.asarray(jax.jit(analytic._atan2_nonneg)(jnp.asarray(y, jnp.float32),
+                                                     jnp.asarray(x, jnp.float32)), np.float64)
+    ref = np.arctan2(y.astype(np.float32), x.astype(np.float32)).astype(np.float64)
+    # Polynomial 9.3e-8 plus the roundings of pi/2 - a and pi - a: under 2 ulps of pi.
+    self.assertLess(np.abs(got - ref).max(), 2 * np.spacing(np.float32(np.pi)))
+    np.testing.assert_array_equal(got[:4], np.float32([0.0, np.pi, 0.0, np.pi]))
+
+  @parameterized.parameters(("relu", 600, None), ("relu", 611, None), ("erf", 600, 333),
+                            ("tanh", 611, 257))
+  def test_strips_equal_whole_matrix(self, act, n1, n2):
+    # 600 = 4 strips of 150 (no padding); 611 is padded to whole strips; cross kernels by strips.
+    x1, x2 = _points(n1, seed=17), None if n2 is None else _points(n2, seed=18)
+    arch = analytic._check_arch(3, act, 1.3, 0.2, "ntk", None, 8)
+    kw = dict(arch=arch, same=x2 is None)
+    b = x1 if x2 is None else x2
+    whole = analytic._kernels_jit(x1, b, 1.3, 0.2, strip_rows=None, **kw)
+    strips = analytic._kernels_jit(x1, b, 1.3, 0.2, strip_rows=128, **kw)
+    for got, ref in zip(strips, whole):
+      # The same numbers, other matmul shapes: ulps of each entry, or of the kernel's scale where
+      # it crosses zero (erf, tanh).
+      np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-14 * np.abs(ref).max())
+      if x2 is None:
+        np.testing.assert_array_equal(got, got.T)
+        diag = analytic.mlp_kernels_diag(x1, depth=3, activation=act, sigma_w=1.3, sigma_b=0.2)
+        np.testing.assert_allclose(np.diag(got), diag.nngp if got is strips.nngp else diag.ntk,
+                                   rtol=1e-15)
+
+  def test_blocked_tiles_by_strips(self):
+    # Tiles of 300 > 2 * 128 rows: each tile is computed in strips with a traced `same`.
+    x = _points(611, seed=19)
+    got = analytic.mlp_kernels_blocked(x, block_size=300, **ARCH)
+    ref = analytic._kernels_jit(x, x, 1.3, 0.2, arch=analytic._check_arch(
+        3, "relu", 1.3, 0.2, "ntk", None, 8), same=True, strip_rows=None)
+    np.testing.assert_allclose(got.ntk, ref.ntk, rtol=1e-13)
+    np.testing.assert_array_equal(got.ntk, got.ntk.T)
+    np.testing.assert_allclose(np.diag(got.ntk), analytic.mlp_kernels_diag(x, **ARCH).ntk,
+                               rtol=1e-15)
+
+
 class ValidationTest(parameterized.TestCase):
 
   @parameterized.named_parameters(

@@ -49,6 +49,15 @@ every backend. Off the diagonal, two distinct but nearly parallel inputs lose ab
 :math:`\sqrt{\epsilon}` of their angle in float32 (the Gram matrix cannot resolve it); use float64
 for such inputs. Inner products run at precision HIGHEST.
 
+Speed (same formulas, same accuracy). float32 angles use an octant-reduced polynomial arctangent
+(:func:`_atan2_nonneg`, within 2 ulps of pi of libm's) that XLA vectorizes, where its float32
+``atan2`` on CPU is a scalar call. On CPU the closed-form kernel of a set with itself is computed in
+strips of about 128 rows, each against the cyclically next half of the points and written with its
+transpose: half the Gram products and half the recursion, every intermediate in cache, the result
+exactly symmetric; cross kernels go by strips too. On a 2-core CPU the depth-3 ReLU NNGP and NTK
+of 2000 and 4000 inputs of 784 dims take 0.07 s and 0.28 s, 1.6-2.0x less than neural-tangents
+0.6.5 on jax 0.4.25 (``python -m benchmarks.ntk_kernels`` prints the ratios on its machine).
+
 Reference: Jacot, Gabriel & Hongler, "Neural Tangent Kernel", NeurIPS 2018, arXiv:1806.07572;
 Lee et al. 2018 (arXiv:1711.00165) for the NNGP; Cho & Saul 2009 for the arc-cosine kernel.
 """
@@ -187,10 +196,43 @@ def _safe_sqrt(x: jax.Array) -> jax.Array:
   return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1)), 0)
 
 
+#: Coefficients c_k of atan(t) ~ t * sum_k c_k t^{2k} on [0, 1]: a weighted least-squares fit
+#: (iteratively reweighted towards the max error, on 40,001 Chebyshev points) rounded to float32.
+#: Max error 5.8e-9 in exact arithmetic, 9.3e-8 (1.6 ulp of pi/4) evaluated in float32 by Horner's
+#: rule (asserted in ``tests/test_ntk_analytic.py``); libm's atanf is within 1 ulp.
+_ATAN_COEFFS = (0.9999998807907104, -0.33332598209381104, 0.19985906779766083,
+                -0.14161229133605957, 0.10498946905136108, -0.07234857976436615,
+                0.039781227707862854, -0.014401358552277088, 0.0024567244108766317)
+
+
+def _atan2_nonneg(y: jax.Array, x: jax.Array) -> jax.Array:
+  r""":math:`\operatorname{atan2}(y, x) \in [0, \pi]` for :math:`y \ge 0`.
+
+  float32: by octant reduction (:math:`t = \min(y, |x|) / \max(y, |x|) \in [0, 1]`) and the
+  polynomial :data:`_ATAN_COEFFS`, then :math:`\pi/2 - a` where :math:`y > |x|` and
+  :math:`\pi - a` where :math:`x < 0` (sign bit, as atan2 treats -0): plain arithmetic that XLA
+  vectorizes and fuses, where its float32 ``atan2`` on CPU is a scalar call costing about 15
+  elementwise adds. Exactly 0 for y = 0 <= x (the diagonal), pi for y = 0 > x. Other dtypes:
+  ``jnp.arctan2``.
+  """
+  if x.dtype != jnp.float32:
+    return jnp.arctan2(y, x)
+  ax = jnp.abs(x)
+  hi = jnp.maximum(y, ax)
+  t = jnp.minimum(y, ax) / jnp.where(hi > 0, hi, 1)
+  z = t * t
+  p = jnp.asarray(_ATAN_COEFFS[-1], x.dtype)
+  for c in _ATAN_COEFFS[-2::-1]:
+    p = p * z + c
+  a = t * p
+  a = jnp.where(y > ax, jnp.pi / 2 - a, a)
+  return jnp.where(jnp.signbit(x), jnp.pi - a, a)
+
+
 def _relu(q11, q22, q12, det):
   del q11, q22
   s = _safe_sqrt(det)
-  theta = jnp.arctan2(s, q12)  # exactly 0 where det == 0 and q12 >= 0 (the diagonal)
+  theta = _atan2_nonneg(s, q12)  # exactly 0 where det == 0 and q12 >= 0 (the diagonal)
   return (s + (jnp.pi - theta) * q12) / (2 * jnp.pi), (jnp.pi - theta) / (2 * jnp.pi)
 
 
@@ -290,8 +332,14 @@ def _coefficients(arch: _Arch, n0: int, sigma_w, sigma_b, dtype):
   return sw2, sb2, (lambda l: jnp.asarray(widths[l], dtype)), jnp.ones((), dtype)
 
 
-def _recursion(arch: _Arch, x1, x2, same, sigma_w, sigma_b) -> tuple[jax.Array, jax.Array]:
-  """NNGP and NTK of rows x1 against rows x2; ``same`` (bool or traced bool) says x1 is x2."""
+def _recursion(arch: _Arch, x1, x2, same, sigma_w, sigma_b, diag_offset=0,
+               symmetrize: bool = True) -> tuple[jax.Array, jax.Array]:
+  """NNGP and NTK of rows x1 against rows x2; ``same`` (bool or traced bool) says x1 is x2.
+
+  With ``diag_offset`` (int or traced), entry (r, c) is a point with itself where
+  ``c == r + diag_offset`` and ``same`` holds (rows of a strip of a kernel of a set with itself);
+  ``symmetrize=False`` skips the quadrature outputs' symmetrization (the caller mirrors instead).
+  """
   n0 = x1.shape[1]
   sw2, sb2, cw, cb = _coefficients(arch, n0, sigma_w, sigma_b, x1.dtype)
 
@@ -300,8 +348,11 @@ def _recursion(arch: _Arch, x1, x2, same, sigma_w, sigma_b) -> tuple[jax.Array, 
   gram = jnp.matmul(x1, x2.T, precision=HIGHEST)
   if same is False:
     on_diag = jnp.zeros(gram.shape, bool)
-  else:
+  elif isinstance(diag_offset, int) and diag_offset == 0:
     on_diag = jnp.eye(gram.shape[0], gram.shape[1], dtype=bool) & same
+  else:
+    rows = jax.lax.broadcasted_iota(jnp.int32, gram.shape, 0)
+    on_diag = (jax.lax.broadcasted_iota(jnp.int32, gram.shape, 1) == rows + diag_offset) & same
   e11 = jnp.sum(x1 * x1, axis=1, keepdims=True) / n0
   e22 = jnp.sum(x2 * x2, axis=1, keepdims=True).T / n0
   e12 = jnp.where(on_diag, e11, gram / n0)
@@ -310,7 +361,7 @@ def _recursion(arch: _Arch, x1, x2, same, sigma_w, sigma_b) -> tuple[jax.Array, 
   n1 = q11.shape[0]
   for l in range(1, arch.depth):
     e12, ed12 = _expectations(arch, q11, q22, q12, on_diag)
-    if not _closed_form(arch):  # the closed forms are exactly symmetric in (x, x') already
+    if symmetrize and not _closed_form(arch):  # the closed forms are symmetric in (x, x')
       e12, ed12 = _symmetrize(e12, same), _symmetrize(ed12, same)
     # Both diagonals in one call (one quadrature program, not two); x2's is x1's when same is True.
     q_diag = q11[:, 0] if same is True else jnp.concatenate([q11[:, 0], q22[0]])
@@ -320,6 +371,101 @@ def _recursion(arch: _Arch, x1, x2, same, sigma_w, sigma_b) -> tuple[jax.Array, 
     ntk = cw(l) * e12 + cb + sw2 * ed12 * ntk
     q11, q22, q12 = (sw2 * e + sb2 for e in (e11, e22, e12))
   return q12, ntk
+
+
+#: Rows per strip of :func:`_strips` on CPU (about; the exact count divides the number of points
+#: when it can): a strip's recursion (a dozen (rows, n) intermediates) stays in cache, where the
+#: whole-matrix recursion writes each intermediate to freshly allocated memory. None on other
+#: backends, whose compilers fuse the whole-matrix recursion into one pass.
+CPU_STRIP_ROWS = 128
+
+
+def _strip_rows_for(x) -> int | None:
+  platforms = {d.platform for d in x.devices()} if isinstance(x, jax.Array) else set()
+  return CPU_STRIP_ROWS if (platforms or {jax.default_backend()}) == {"cpu"} else None
+
+
+def _strip_layout(n: int, rows: int, even: bool) -> tuple[int, int]:
+  """(number of strips B, rows per strip b) with B * b >= n, b near ``rows``, B even if asked;
+  B * b == n whenever a divisor of n in [rows / 2, 3 rows / 2] allows (then no padding)."""
+  for b in sorted(range(max(1, rows // 2), rows * 3 // 2 + 1), key=lambda b: abs(b - rows)):
+    if n % b == 0 and (not even or (n // b) % 2 == 0):
+      return n // b, b
+  strips = -(-n // rows)
+  strips += strips % 2 if even else 0
+  return strips, -(-n // strips)
+
+
+def _pad_rows(x, n: int):
+  return x if x.shape[0] == n else jnp.concatenate([x, jnp.zeros((n - x.shape[0],) + x.shape[1:],
+                                                                 x.dtype)])
+
+
+def _strips(arch: _Arch, x1, x2, same, sigma_w, sigma_b, rows: int):
+  """:func:`_recursion` one strip of rows per ``lax.scan`` step, written in place into the result.
+
+  ``same=True`` (static, x1 is x2): with B (even) strips of b rows, strip i is computed against the
+  cyclically next ``(B/2 + 1) b`` points only; its (b, b) blocks are written with their transposes.
+  That covers every block pair once (the pair at distance B/2 twice, each time with its
+  transpose), so it does about half the Gram products and half the recursion, and the result is
+  exactly symmetric (diagonal blocks are mirrored from their upper triangle). Otherwise (x2 given,
+  or a traced ``same``: tiles of :func:`mlp_kernels_blocked`), strip i is computed against all of
+  x2. Inputs are zero-padded to whole strips when needed (the result is then sliced).
+  """
+  n1, n2 = x1.shape[0], x2.shape[0]
+  symmetric = same is True
+  num, b = _strip_layout(n1, rows, even=symmetric)
+  if symmetric and num < 4:  # too few strips for the half to pay
+    return _recursion(arch, x1, x2, same, sigma_w, sigma_b)
+  x1p = _pad_rows(x1, num * b)
+  m1 = num * b
+  half = num // 2
+  width = (half + 1) * b
+  x2p = jnp.concatenate([x1p, x1p[:width]]) if symmetric else x2
+  m2 = m1 if symmetric else n2
+  lower = np.tril(np.ones((b, b), bool), -1)
+
+  def step(carry, i):
+    r = i * b
+    xs = jax.lax.dynamic_slice_in_dim(x1p, r, b)
+    if symmetric:
+      k = _recursion(arch, xs, jax.lax.dynamic_slice_in_dim(x2p, r, width), np.bool_(True),
+                     sigma_w, sigma_b, symmetrize=False)
+    else:
+      k = _recursion(arch, xs, x2p, same, sigma_w, sigma_b, diag_offset=r, symmetrize=False)
+    out = []
+    for acc, strip in zip(carry, k):
+      if not symmetric:
+        out.append(jax.lax.dynamic_update_slice(acc, strip, (r, jnp.zeros_like(r))))
+        continue
+      first = strip[:, :b]
+      strip = jnp.concatenate([jnp.where(lower, first.T, first), strip[:, b:]], axis=1)
+      strip_t = strip.T  # one transpose per strip, not one per block
+      for d in range(half + 1):
+        c = ((i + d) % num) * b
+        acc = jax.lax.dynamic_update_slice(acc, strip_t[d * b:(d + 1) * b], (c, r))
+        acc = jax.lax.dynamic_update_slice(acc, strip[:, d * b:(d + 1) * b], (r, c))
+      out.append(acc)
+    return tuple(out), None
+
+  zeros = jnp.zeros((m1, m2), x1.dtype)
+  (nngp, ntk), _ = jax.lax.scan(step, (zeros, zeros), jnp.arange(num, dtype=jnp.int32))
+  if m1 != n1:
+    cols = n1 if symmetric else n2
+    nngp, ntk = nngp[:n1, :cols], ntk[:n1, :cols]
+  return nngp, ntk
+
+
+def _kernels(arch: _Arch, x1, x2, same, sigma_w, sigma_b, strip_rows: int | None):
+  """Whole-matrix recursion, or by strips when ``strip_rows`` is given and x1 spans several.
+
+  A kernel of a set with itself by quadrature stays whole: its symmetrization (k + k^T) / 2 averages
+  the quadrature's asymmetry away, where mirroring strips would keep one side's.
+  """
+  quadrature_self = not _closed_form(arch) and same is not False
+  if strip_rows is None or x1.shape[0] < 2 * strip_rows or quadrature_self:
+    return _recursion(arch, x1, x2, same, sigma_w, sigma_b)
+  return _strips(arch, x1, x2, same, sigma_w, sigma_b, strip_rows)
 
 
 def _diag_recursion(arch: _Arch, x, sigma_w, sigma_b) -> tuple[jax.Array, jax.Array]:
@@ -336,9 +482,10 @@ def _diag_recursion(arch: _Arch, x, sigma_w, sigma_b) -> tuple[jax.Array, jax.Ar
   return q, ntk
 
 
-@functools.partial(jax.jit, static_argnames=("arch", "same"))
-def _kernels_jit(x1, x2, sigma_w, sigma_b, *, arch: _Arch, same: bool):
-  return Kernels(*_recursion(arch, x1, x2, same, sigma_w, sigma_b))
+@functools.partial(jax.jit, static_argnames=("arch", "same", "strip_rows"))
+def _kernels_jit(x1, x2, sigma_w, sigma_b, *, arch: _Arch, same: bool,
+                 strip_rows: int | None = None):
+  return Kernels(*_kernels(arch, x1, x2, same, sigma_w, sigma_b, strip_rows))
 
 
 @functools.partial(jax.jit, static_argnames=("arch",))
@@ -403,7 +550,8 @@ def mlp_kernels(
   x1 = jnp.asarray(x1)
   same = x2 is None
   x2 = x1 if same else jnp.asarray(x2)
-  return _kernels_jit(x1, x2, sigma_w, sigma_b, arch=arch, same=same)
+  return _kernels_jit(x1, x2, sigma_w, sigma_b, arch=arch, same=same,
+                      strip_rows=_strip_rows_for(x1))
 
 
 def mlp_kernels_diag(
@@ -439,14 +587,23 @@ def mlp_kernels_diag(
 @functools.lru_cache(maxsize=64)
 def _tile_program(arch: _Arch, block_size: int, symmetric: bool, which: str,
                   devices: tuple[jax.Device, ...] | None):
-  """One compiled program computing a group of (block_size, block_size) tiles, one per device."""
+  """One compiled program computing a group of (block_size, block_size) tiles, one per device.
+
+  On CPU each tile is itself computed in strips (:func:`_strips`); diagonal tiles of a
+  symmetric kernel are mirrored from their upper triangle (exactly symmetric on every backend).
+  """
+  platforms = {d.platform for d in devices} if devices else {jax.default_backend()}
+  inner = CPU_STRIP_ROWS if platforms == {"cpu"} else None
+  lower = np.tril(np.ones((block_size, block_size), bool), -1)
 
   def tile(x1p, x2p, sigma_w, sigma_b, i, j):
     b1 = jax.lax.dynamic_slice_in_dim(x1p, i * block_size, block_size)
     b2 = jax.lax.dynamic_slice_in_dim(x2p, j * block_size, block_size)
     same = (i == j) if symmetric else False
-    nngp, ntk = _recursion(arch, b1, b2, same, sigma_w, sigma_b)
-    return tuple(k for name, k in (("nngp", nngp), ("ntk", ntk)) if which in (name, "both"))
+    kernels = _kernels(arch, b1, b2, same, sigma_w, sigma_b, inner)
+    if symmetric:
+      kernels = tuple(jnp.where(same & lower, k.T, k) for k in kernels)
+    return tuple(k for name, k in zip(("nngp", "ntk"), kernels) if which in (name, "both"))
 
   group = jax.vmap(tile, in_axes=(None, None, None, None, 0, 0))
   if devices is None:
