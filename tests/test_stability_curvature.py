@@ -174,6 +174,33 @@ class CurvatureTest(parameterized.TestCase):
     q = np.asarray(tri.basis)
     np.testing.assert_allclose(q @ q.T, np.eye(10), atol=1e-10)
 
+  def test_slq_probe_block_breakdown_low_rank(self):
+    # slq runs its probes as one Lanczos block (shared products; the restart is a branch taken when
+    # any probe breaks down, a select under an outer vmap). Every probe must still give an exact T:
+    # all d nodes are the eigenvalues and the weights reproduce v^T M^r v.
+    a = jax.random.normal(jax.random.key(2), (3, 10), jnp.float64)
+    a = a.at[2].set(jnp.roll(a[1], 1))
+    m = a.T @ a + a.T @ a + 0.5 * jnp.eye(10)  # shifted: a skipped restart would show as 0 nodes
+    ev = np.linalg.eigvalsh(np.asarray(m))
+    loss = lambda w: 0.5 * w @ m @ w
+    f = lambda k: cv.slq(loss, jnp.ones(10, jnp.float64), k, num_probes=3, num_steps=10)
+    keys = jax.random.split(jax.random.key(5), 2)
+    runs = {"block": jax.jit(f)(keys[0]), "vmapped": jax.jit(jax.vmap(f))(keys)}
+    for name, q in runs.items():
+      nodes, weights = np.reshape(q.nodes, (-1, 10)), np.reshape(q.weights, (-1, 10))
+      for p in range(nodes.shape[0]):
+        with self.subTest(run=name, probe=p):
+          np.testing.assert_allclose(np.sort(nodes[p]), ev, atol=1e-10)
+          np.testing.assert_allclose(np.sum(weights[p]), 1.0, rtol=1e-12)
+    # The quadratures reproduce the probes' moments: check them against the probes themselves.
+    for p, k in enumerate(jax.random.split(keys[0], 3)):
+      v = np.asarray(jax.random.rademacher(jax.random.split(k)[0], (10,), jnp.int32), float)
+      v /= np.linalg.norm(v)
+      for r in (1, 2, 3):
+        np.testing.assert_allclose(
+            np.sum(np.asarray(runs["block"].weights[p]) * np.asarray(runs["block"].nodes[p]) ** r),
+            v @ np.linalg.matrix_power(np.asarray(m), r) @ v, rtol=1e-9)
+
   def test_hutch_pp_exact_on_low_rank(self):
     a = jax.random.normal(jax.random.key(4), (4, 12), jnp.float64)
     loss = lambda p: 0.5 * jnp.sum((a @ p["w"]) ** 2) + 0.0 * jnp.sum(p["b"])

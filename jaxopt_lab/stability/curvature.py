@@ -305,15 +305,18 @@ def lanczos(matvec: MatVec, v0: Float[Array, " d"], num_steps: int,
 
   .. math:: H Q_m^\top = Q_m^\top T_m + \beta_m q_{m+1} e_m^\top, \qquad T_m = Q_m H Q_m^\top.
 
-  Each new vector is orthogonalized twice against all previous ones (classical Gram-Schmidt twice),
-  so ``Q`` stays orthonormal to rounding and no spurious copies of eigenvalues appear. On breakdown
-  (an invariant subspace found, :math:`\beta_j \approx 0`) the next vector is a random one orthogonal
-  to all previous (row ``j`` of one normal draw from ``key``) and :math:`\beta_j = 0`, so ``T`` stays exact for
-  every ``num_steps <= d``. Accuracy of the top Ritz value after ``m`` steps (Kaniel-Paige):
+  Each step applies the three-term recurrence :math:`w = Hq_j - \alpha_j q_j - \beta_{j-1} q_{j-1}`
+  and then orthogonalizes ``w`` against all previous vectors (classical Gram-Schmidt), with a second
+  pass where the first cancelled more than :math:`1 - 1/\sqrt2` of the norm (Kahan-Parlett "twice
+  is enough"), so ``Q`` stays orthonormal to rounding and no spurious copies of eigenvalues appear.
+  On breakdown (an invariant subspace found, :math:`\beta_j \approx 0`) the next vector is a random
+  one (a normal draw from ``fold_in(key, j)``) orthogonalized twice against all previous, and
+  :math:`\beta_j = 0`, so ``T`` stays exact for every ``num_steps <= d``. Accuracy of the top Ritz
+  value after ``m`` steps (Kaniel-Paige):
   :math:`(\lambda_1-\lambda_d)\big(\tan\phi_0 / T_{m-1}(1 + 2\gamma)\big)^2` with the Chebyshev polynomial
   :math:`T_{m-1}` and :math:`\gamma = (\lambda_1-\lambda_2)/(\lambda_2-\lambda_d)`; exact once ``m``
   reaches the number of distinct eigenvalues seen by ``v0``. Cost: ``m`` products plus
-  :math:`O(m^2 d)`.
+  :math:`O(m^2 d)` (one or two reads of the stored basis per step).
 
   Args:
     matvec: a symmetric operator on flat ``(d,)`` vectors.
@@ -327,45 +330,70 @@ def lanczos(matvec: MatVec, v0: Float[Array, " d"], num_steps: int,
   Example:
     >>> tri = lanczos(matvec, jax.random.normal(key, (d,)), 30)
 
-  Reference: Golub & Van Loan, Matrix Computations (4th ed.), sec. 10.1-10.3.
+  Reference: Golub & Van Loan, Matrix Computations (4th ed.), sec. 10.1-10.3; Parlett, The
+  Symmetric Eigenvalue Problem (1998), sec. 6.9 ("twice is enough").
   """
-  d = v0.shape[0]
   if v0.ndim != 1:
     raise ValueError(f"v0 must be a flat (d,) vector, got shape {v0.shape}")
+  tri = _lanczos_block(lambda v: matvec(v[0])[None], v0[None], num_steps, key)
+  return Tridiagonal(tri.alphas[0], tri.betas[0], tri.basis[0])
+
+
+def _lanczos_block(matvec: MatVec, v0: Float[Array, "p d"], num_steps: int,
+                   key: jax.Array | None) -> Tridiagonal:
+  """:func:`lanczos` from ``p`` start vectors at once (``matvec`` maps ``(p, d)`` to ``(p, d)``).
+
+  The ``p`` runs are independent; batching them lets the operator share its primal work, and
+  the breakdown restart and the second Gram-Schmidt pass are real branches (``lax.cond`` on any run
+  needing them), so they cost nothing when not taken (under an outer ``vmap`` they turn into
+  selects). Returns a :class:`Tridiagonal` with a leading ``p`` axis.
+  """
+  p, d = v0.shape
   if not 1 <= num_steps <= d:
     raise ValueError(f"num_steps must be in [1, d = {d}], got {num_steps}")
   key = jax.random.key(0) if key is None else key
   dtype = v0.dtype
   tiny = 10 * jnp.finfo(dtype).eps
+  norm = lambda u: jnp.linalg.norm(u, axis=1)
 
-  def orthogonalize(basis, w):
-    w = w - basis.T @ (basis @ w)
-    return w - basis.T @ (basis @ w)
+  def project(basis, w):  # one classical Gram-Schmidt pass; rows not yet filled are zero
+    return w - jnp.einsum("pmd,pm->pd", basis, jnp.einsum("pmd,pd->pm", basis, w))
 
-  q0 = v0 / jnp.linalg.norm(v0)
-  basis = jnp.zeros((num_steps, d), dtype).at[0].set(q0)
-  restarts = jax.random.normal(key, (num_steps, d), dtype)  # drawn once, outside the loop
+  def restart(basis, j):
+    fresh = jax.random.normal(jax.random.fold_in(key, j), (p, d), dtype)
+    fresh = project(basis, project(basis, fresh))
+    fresh_norm = norm(fresh)[:, None]
+    return fresh / jnp.where(fresh_norm > 0, fresh_norm, 1.0)
+
+  q0 = v0 / jnp.linalg.norm(v0, axis=1, keepdims=True)
+  basis = jnp.zeros((p, num_steps, d), dtype).at[:, 0].set(q0)
 
   def body(carry, j):
-    basis, scale = carry
-    q = basis[j]
+    basis, q_prev, beta_prev, scale = carry
+    q = jax.lax.dynamic_index_in_dim(basis, j, axis=1, keepdims=False)
     w = matvec(q)
-    alpha = q @ w
-    scale = jnp.maximum(scale, jnp.linalg.norm(w))
-    w = orthogonalize(basis, w)
-    beta = jnp.linalg.norm(w)
-    fresh = orthogonalize(basis, restarts[j])
-    fresh_norm = jnp.linalg.norm(fresh)
+    alpha = jnp.sum(q * w, axis=1)
+    scale = jnp.maximum(scale, norm(w))
+    w = w - alpha[:, None] * q - beta_prev[:, None] * q_prev
+    before = norm(w)
+    w = project(basis, w)
+    w = jax.lax.cond(jnp.any(norm(w) < before * 0.5 ** 0.5), project, lambda _, w: w, basis, w)
+    beta = norm(w)
     broke = beta <= tiny * scale
-    nxt = jnp.where(broke, fresh / jnp.where(fresh_norm > 0, fresh_norm, 1.0),
-                    w / jnp.where(broke, 1.0, beta))
+    nxt = w / jnp.where(broke, 1.0, beta)[:, None]
+    nxt = jax.lax.cond(jnp.any(broke),
+                       lambda: jnp.where(broke[:, None], restart(basis, j), nxt), lambda: nxt)
     beta = jnp.where(broke, jnp.zeros_like(beta), beta)
-    basis = basis.at[j + 1].set(nxt, mode="drop")
-    return (basis, scale), (alpha, beta)
+    # Row j + 1 (at the last step j + 1 = m: rewrite row j unchanged), an in-place update.
+    last = j + 1 >= num_steps
+    basis = jax.lax.dynamic_update_index_in_dim(
+        basis, jnp.where(last, q, nxt), jnp.minimum(j + 1, num_steps - 1), axis=1)
+    return (basis, q, beta, scale), (alpha, beta)
 
-  (basis, _), (alphas, betas) = jax.lax.scan(
-      body, (basis, jnp.zeros((), dtype)), jnp.arange(num_steps))
-  return Tridiagonal(alphas, betas, basis)
+  zero = jnp.zeros((p,), dtype)
+  (basis, *_), (alphas, betas) = jax.lax.scan(
+      body, (basis, jnp.zeros_like(q0), zero, zero), jnp.arange(num_steps))
+  return Tridiagonal(alphas.T, betas.T, basis)
 
 
 def tridiagonal_eigh(tri: Tridiagonal) -> tuple[Float[Array, " m"], Float[Array, "m m"]]:
@@ -458,6 +486,27 @@ def _estimate(samples: jax.Array) -> Estimate:
   return Estimate(jnp.mean(samples), std / jnp.sqrt(jnp.asarray(m, samples.dtype)))
 
 
+def _probe_samples(loss_fn: LossFn, params: PyTree, key: jax.Array, num_probes: int,
+                   batch_size: int | None,
+                   stat: Callable[[jax.Array, jax.Array], jax.Array]) -> Float[Array, " m"]:
+  """``stat(v_j, H v_j)`` for Rademacher probes ``v_j`` drawn from ``split(key, num_probes)[j]``.
+
+  Each probe is drawn where it is used, so one probe's vector is never stored next to the others';
+  the probes are the same for every ``batch_size`` (all vmapped, or ``lax.map`` chunks).
+  """
+  matvec, d = hessian_operator(loss_fn, params)
+  dtype = ravel_pytree(params)[0].dtype
+
+  def one(k):
+    v = _rademacher(k, (d,), dtype)
+    return stat(v, matvec(v))
+
+  keys = jax.random.split(key, num_probes)
+  if batch_size is None:
+    return jax.vmap(one)(keys)
+  return jax.lax.map(one, keys, batch_size=batch_size)
+
+
 def hutchinson_trace(loss_fn: LossFn, params: PyTree, key: jax.Array, *, num_probes: int,
                      batch_size: int | None = None) -> Estimate:
   r"""Hutchinson's estimate of :math:`\mathrm{tr}\,H` with Rademacher probes.
@@ -474,7 +523,9 @@ def hutchinson_trace(loss_fn: LossFn, params: PyTree, key: jax.Array, *, num_pro
     num_probes: ``m`` (static).
     batch_size: probes per vmapped chunk (``lax.map``); None: all at once. On a 2-core CPU, 100
       probes of an 85k-parameter MLP cost 3.6 gradients per probe all at once and 1.6 one at a time
-      (benchmarks/stability_curvature.py); on accelerators larger batches pay.
+      (benchmarks/stability_curvature.py); on accelerators larger batches pay. Each probe is drawn
+      inside its chunk (``split(key, num_probes)``), so no ``(d, num_probes)`` block is stored and
+      the estimate does not depend on ``batch_size``.
 
   Returns:
     An :class:`Estimate` (value and its standard error from the sample variance).
@@ -485,10 +536,7 @@ def hutchinson_trace(loss_fn: LossFn, params: PyTree, key: jax.Array, *, num_pro
   Reference: Hutchinson 1989; Avron & Toledo 2011.
   """
   _check_count("num_probes", num_probes)
-  matvec, d = hessian_operator(loss_fn, params)
-  dtype = ravel_pytree(params)[0].dtype
-  v = _rademacher(key, (d, num_probes), dtype)
-  return _estimate(jnp.sum(v * _block(matvec, batch_size)(v), axis=0))
+  return _estimate(_probe_samples(loss_fn, params, key, num_probes, batch_size, jnp.vdot))
 
 
 def hutch_pp_trace(loss_fn: LossFn, params: PyTree, key: jax.Array, *,
@@ -564,10 +612,8 @@ def frobenius_sq(loss_fn: LossFn, params: PyTree, key: jax.Array, *, num_probes:
   Reference: Wu & Su 2023 (arXiv:2305.17490) and Wu, Wang & Su 2022 (the Frobenius-norm bound).
   """
   _check_count("num_probes", num_probes)
-  matvec, d = hessian_operator(loss_fn, params)
-  dtype = ravel_pytree(params)[0].dtype
-  v = _rademacher(key, (d, num_probes), dtype)
-  return _estimate(jnp.sum(_block(matvec, batch_size)(v) ** 2, axis=0))
+  return _estimate(_probe_samples(loss_fn, params, key, num_probes, batch_size,
+                                  lambda v, hv: jnp.vdot(hv, hv)))
 
 
 def per_example_jacobians(apply_fn: Callable[[PyTree, jax.Array], jax.Array], params: PyTree,
@@ -678,16 +724,13 @@ def slq(loss_fn: LossFn, params: PyTree, key: jax.Array, *, num_probes: int,
   matvec, d = hessian_operator(loss_fn, params)
   dtype = ravel_pytree(params)[0].dtype
   m = min(num_steps, d)
-  keys = jax.random.split(key, num_probes)
-
-  def one(k):
-    k_v, k_r = jax.random.split(k)
-    tri = lanczos(matvec, _rademacher(k_v, (d,), dtype), m, k_r)
-    theta, s = tridiagonal_eigh(tri)
-    return theta, s[0, :] ** 2
-
-  nodes, weights = jax.vmap(one)(keys)
-  return Quadrature(nodes, weights)
+  k_v, k_r = jax.vmap(jax.random.split, out_axes=1)(jax.random.split(key, num_probes))
+  v0 = jax.vmap(lambda k: _rademacher(k, (d,), dtype))(k_v)
+  # All probes in one Lanczos block: the products share the primal work, and a breakdown restart
+  # is a branch taken only when some probe needs it.
+  tri = _lanczos_block(jax.vmap(matvec), v0, m, k_r[0])
+  theta, s = jax.vmap(tridiagonal_eigh)(tri._replace(basis=jnp.zeros((num_probes, 0), dtype)))
+  return Quadrature(theta, s[:, 0, :] ** 2)
 
 
 def quadrature_trace(quad: Quadrature, dim: int,
