@@ -3,6 +3,7 @@ r"""Coordinate check: jaxopt_lab.mup vs microsoft/mup's own ``get_coord_data`` o
     python -m benchmarks.mup_coord_check                    # widths 2^7..2^13, 3 steps, 10 seeds
     python -m benchmarks.mup_coord_check --preset=tiny      # smoke test (widths 2^5..2^7, 2 seeds)
     python -m benchmarks.mup_coord_check --venv=/path/venv  # where the PyTorch venv lives / is made
+    python -m benchmarks.mup_coord_check --skip-mup --seed-batch=0 --key-impl=rbg  # ours' options
 
 The MLP: ``d_in -> n -> n -> 10``, tanh, biases, PyTorch's ``nn.Linear`` default init (uniform,
 variance 1/(3 fan_in)), muP with base width 2^7 by mup's own rules (``set_base_shapes`` with
@@ -19,7 +20,17 @@ wheel on this machine's local index makes it fast), ``pip install --no-deps mup=
 runtime imports ``pyyaml numpy pandas``. mup's time is measured inside its process (imports excluded),
 with default malloc and again with tuned malloc (jemalloc via LD_PRELOAD when installed, otherwise
 glibc tunables that keep large buffers off mmap/munmap, and MALLOC_ARENA_MAX=2).
+Ours runs one seed at a time (``seed_batch=1``, the default) with threefry keys (JAX's default; the
+draws are ``jax.random``'s bit for bit); ``--seed-batch`` and ``--key-impl`` time the alternatives.
+Compilation (one program per width) is excluded from both medians like mup's first call; its
+per-width backend-compile seconds are printed from ``jax.monitoring``.
 Prints JSON lines (harness.Bench): machine, timings, ratios, fitted exponents of both for comparison.
+
+Measured (``--preset=cpu``, 2-core Sapphire Rapids VM shared with other jobs, issue 6): ours
+25.5 s (load 4-5; 27.6-29.5 s in a rerun at load 1.6-2), compile 1-4.5 s per width (first call
+47-84 s); mup 37.3 s with default malloc and 41.1 s with jemalloc (load 1.9-3.7): 1.3-1.6x, not
+the 3x asked for. Both are bound by the same dense GEMMs at the widest sizes (1416 GFLOP for mup,
+1595 for ours, 68% of it at n = 8192; ours ran at 56-63 GFLOP/s, mup at 35-38 GFLOP/s).
 """
 
 from __future__ import annotations
@@ -128,6 +139,19 @@ def run_mup(py: str, cfg: dict, env: dict[str, str], repeats: int) -> dict:
   return json.loads(lines[-1][len("RESULT "):])
 
 
+def gemm_flops(cfg: dict, extra_forward: bool) -> float:
+  r"""Matrix-multiply FLOPs of the run: per step :math:`2B(2P + n^2 + 10n)` (forward, weight
+  gradients, input gradients of layers 2 and 3; :math:`P = d n + n^2 + 10 n` weights), ``steps``
+  steps per seed and width, plus one forward per seed and width for ours' recorded step ``T``."""
+  total = 0.0
+  for n in cfg["widths"]:
+    p = cfg["d_in"] * n + n * n + D_OUT * n
+    per_step = 2 * cfg["batch"] * (2 * p + n * n + D_OUT * n)
+    last = 2 * cfg["batch"] * p if extra_forward else 0
+    total += cfg["seeds"] * (cfg["steps"] * per_step + last)
+  return total
+
+
 def _timing(name: str, times: list[float], first: float) -> Timing:
   return Timing(name, float(np.median(times)), min(times), max(times), len(times), first)
 
@@ -138,40 +162,70 @@ def main(argv=None):
   p.add_argument("--venv", default="/tmp/mup_bench_venv")
   p.add_argument("--repeats", type=int, default=1)
   p.add_argument("--skip-mup", action="store_true", help="time ours only")
+  p.add_argument("--seed-batch", type=int, default=1,
+                 help="ours: seeds per lax.map iteration (1: one at a time; 0: vmap all seeds)")
+  p.add_argument("--key-impl", default="threefry2x32", help="ours: JAX key implementation")
   args = p.parse_args(argv)
   cfg = PRESETS[args.preset]
   bench = Bench("mup_coord_check")
-  bench.note(preset=args.preset, lr=LR, d_out=D_OUT, **cfg)
+  bench.note(preset=args.preset, lr=LR, d_out=D_OUT, loadavg=os.getloadavg(), **cfg)
 
   kx, ky = jax.random.split(jax.random.key(0))
   task = Task(jax.random.normal(kx, (cfg["batch"], cfg["d_in"]), jnp.float32),
               jax.random.randint(ky, (cfg["batch"],), 0, D_OUT))
   net = MLP(preset("mup", 2), cfg["d_in"], cfg["widths"][0], D_OUT, activation="tanh",
             base_width=cfg["widths"][0], bias=True, sigma=3 ** -0.5, init_distribution="uniform")
-  # Seeds in batches of 2 at the widest sizes keep memory near 2 GB (vmapped all at once below).
-  big = max(cfg["widths"]) >= 4096
+  seed_batch = args.seed_batch or None
+  compiles: list[float] = []  # seconds of tracing, lowering and XLA compilation of each width
+
+  def on_event(event: str, seconds: float, fun_name: str = "", **kw) -> None:
+    del kw
+    if "_one_width" in fun_name and event.startswith("/jax/core/compile/"):
+      if event.endswith("jaxpr_trace_duration"):
+        compiles.append(0.0)
+      if compiles:
+        compiles[-1] += seconds
+
+  jax.monitoring.register_event_duration_secs_listener(on_event)
+  results = []
 
   def ours():
-    return coord_check(net, cfg["widths"], task, seeds=range(cfg["seeds"]), lr=LR,
-                       num_steps=cfg["steps"], loss="xent", seed_batch=2 if big else None)
+    results.append(coord_check(net, cfg["widths"], task, seeds=range(cfg["seeds"]), lr=LR,
+                               num_steps=cfg["steps"], loss="xent", seed_batch=seed_batch,
+                               key_impl=args.key_impl))
+    return results[-1].size
 
-  t_ours = bench.time("jaxopt_lab.coord_check", lambda: ours().size, repeats=args.repeats,
-                      extra={"widths": cfg["widths"], "seeds": cfg["seeds"]})
-  cc = ours()
+  t_ours = bench.time("jaxopt_lab.coord_check", ours, repeats=args.repeats,
+                      extra={"widths": cfg["widths"], "seeds": cfg["seeds"],
+                             "seed_batch": seed_batch, "key_impl": args.key_impl,
+                             "loadavg_after": os.getloadavg()})
+  bench.note(which="ours", compile_s_per_width=[round(c, 2) for c in compiles],
+             num_compiles=len(compiles))
+  cc = results[-1]
+  bench.note(which="ours", gemm_gflop=round(gemm_flops(cfg, True) / 1e9, 1),
+             gemm_gflop_per_s=round(gemm_flops(cfg, True) / 1e9 / t_ours.median, 1))
   ex_ours = cc.exponents("size")[1:].round(3).tolist()
   bench.note(which="ours", size_exponents_by_step=ex_ours, layers=list(cc.layers))
   if args.skip_mup:
     return
   py = ensure_venv(args.venv)
+  bench.note(loadavg_before_mup=os.getloadavg())
   res_default = run_mup(py, cfg, dict(os.environ), args.repeats)
   t_default = _timing("mup.get_coord_data (default malloc)", res_default["times"], res_default["first"])
   bench.note(measured_in="mup process", **dataclasses.asdict(t_default))
   env, label = tuned_malloc_env()
   res_tuned = run_mup(py, cfg, env, args.repeats)
+  bench.note(loadavg_after_mup=os.getloadavg())
   t_tuned = _timing(f"mup.get_coord_data ({label})", res_tuned["times"], res_tuned["first"])
   bench.note(measured_in="mup process", **dataclasses.asdict(t_tuned))
+  bench.note(which="mup", gemm_gflop=round(gemm_flops(cfg, False) / 1e9, 1),
+             gemm_gflop_per_s_default=round(gemm_flops(cfg, False) / 1e9 / t_default.median, 1),
+             gemm_gflop_per_s_tuned=round(gemm_flops(cfg, False) / 1e9 / t_tuned.median, 1))
   bench.compare(t_ours, t_default, label="default malloc", torch=res_default["torch"])
   bench.compare(t_ours, t_tuned, label="tuned malloc", torch=res_tuned["torch"])
+  first = lambda t: Timing(t.name + " (first call)", t.first_call, t.first_call, t.first_call, 1,
+                           t.first_call)
+  bench.compare(first(t_ours), first(t_tuned), label="first calls (ours compiles), tuned malloc")
   # mup's l1 records at its t = 1..3 are ours at steps 0..2 (it records before each update).
   widths = np.asarray(cfg["widths"], np.float64)
   ex_mup = {}

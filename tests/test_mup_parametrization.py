@@ -13,8 +13,8 @@ from absl.testing import absltest, parameterized
 from jaxopt_lab.engine import run
 from jaxopt_lab.engine.sweep import sweep
 from jaxopt_lab.mup import dichotomy
-from jaxopt_lab.mup.parametrization import (ABC, MLP, Task, practical_mlp, preset, scale_by_tree,
-                                            train_algorithm)
+from jaxopt_lab.mup.parametrization import (ABC, MLP, Task, init_params, practical_mlp, preset,
+                                            scale_by_tree, train_algorithm)
 
 
 def _task(n=6, d=3, d_out=2, seed=0):
@@ -140,6 +140,42 @@ class SymmetryTest(parameterized.TestCase):
       up, sp_ = tx_prac.update(jax.grad(functools.partial(loss, prac))(eff), sp_, eff)
       params, eff = optax.apply_updates(params, ua), optax.apply_updates(eff, up)
     chex.assert_trees_all_close(net.effective_params(params), eff, rtol=1e-10, atol=1e-13)
+
+
+class InitDrawTest(parameterized.TestCase):
+
+  @parameterized.product(dtype=(jnp.float32, jnp.float64), distribution=("normal", "uniform"))
+  def test_init_params_draws_equal_jax_random_bit_for_bit(self, dtype, distribution):
+    # init_params hashes threefry keys itself (unrolled rounds; jax's CPU lowering is a rolled
+    # loop): its draws must be jax.random's exactly, under jit and vmap, for odd sizes too.
+    shapes, total = ((5, 7), (7, 3)), 5 * 7 + 7 + 7 * 3 + 3
+    scal = MLP(preset("mup", 1), 5, 7, 3, bias=True).scalings()
+
+    def reference(key):
+      if distribution == "normal":
+        z = jax.random.normal(key, (total,), dtype)
+      else:
+        z = jax.random.uniform(key, (total,), dtype, -np.sqrt(3.0), np.sqrt(3.0))
+      w1, b1, w2, b2 = jnp.split(z, np.cumsum([35, 7, 21]))
+      return ({"w": scal.stds[0] * w1.reshape(5, 7), "b": scal.bias_stds[0] * b1},
+              {"w": scal.stds[1] * w2.reshape(7, 3), "b": scal.bias_stds[1] * b2})
+
+    draw = jax.jit(jax.vmap(lambda k: init_params(k, shapes, scal, bias=True, dtype=dtype,
+                                                  distribution=distribution)))
+    keys = jax.vmap(jax.random.key)(jnp.array([0, 1, 2 ** 31 + 5]))
+    ours, ref = draw(keys), jax.vmap(reference)(keys)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+      self.assertEqual(a.dtype, dtype)
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+  def test_other_key_implementations_use_jax_random(self):
+    key = jax.random.key(4, impl="rbg")
+    z = init_params(key, ((3, 4),), MLP(preset("sp", 1), 3, 4, 1).scalings(), bias=False,
+                    dtype=jnp.float32)[0]["w"]
+    std = MLP(preset("sp", 1), 3, 4, 1).scalings().stds[0]
+    np.testing.assert_array_equal(np.asarray(z),
+                                  np.asarray(std * jax.random.normal(key, (12,), jnp.float32)
+                                             .reshape(3, 4)))
 
 
 class TrainingTest(parameterized.TestCase):
