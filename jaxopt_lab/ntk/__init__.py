@@ -6,6 +6,7 @@
   NTK-vector products) and a structured fast path for :class:`MLP`.
 - :mod:`.predict`: closed-form MSE training dynamics in the kernel regime (single network, ensemble
   mean and covariance, kernel regression, linearized finite networks).
+- :mod:`.tracking`: GD of a finite MLP whose recorded metrics compare it with its kernel-regime limit.
 - :mod:`.networks`: finite MLPs in the NTK and standard parametrizations, trained by gradient
   descent with the engine.
 
@@ -24,11 +25,12 @@ from jaxopt_lab.ntk.networks import (MLP, GDState, MSEProblem, TrainTrace, circl
                                      mse_loss, sphere_inputs, train_mse)
 from jaxopt_lab.ntk.predict import (Ensemble, MSEDynamics, gp_inference, linearize, linearized_mse,
                                     mse_dynamics, mse_ensemble, mse_predict, residual_components)
+from jaxopt_lab.ntk.tracking import TrackedProblem, TrackedState, tracked_gd
 
 __all__ = [
     "ACTIVATIONS", "Ensemble", "GDState", "Kernels", "MLP", "MSEDynamics", "MSEProblem",
     "TrainTrace", "activation_fn", "circle_inputs", "empirical_ntk", "gd_mse", "gp_inference",
     "linearize", "linearized_mse", "mlp_kernels", "mlp_kernels_blocked", "mlp_kernels_diag",
     "mse_dynamics", "mse_ensemble", "mse_loss", "mse_predict", "residual_components",
-    "sphere_inputs", "train_mse",
+    "sphere_inputs", "train_mse", "TrackedProblem", "TrackedState", "tracked_gd",
 ]

@@ -1,3 +1,3 @@
 """Experiment builders: each module registers ``build(config) -> ExperimentSpec`` on import."""
 
-from launch.experiments import matrix_sensing, mup, neural_collapse  # noqa: F401
+from launch.experiments import matrix_sensing, mup, neural_collapse, ntk, stability  # noqa: F401
