@@ -75,6 +75,34 @@ class ValidationTest(parameterized.TestCase):
       with self.assertRaisesRegex(ValueError, message):
         experiment.run_config(config, workdir)
 
+  @parameterized.named_parameters(
+      ("nan_c", dict(network=dict(c=float("nan"))), "network.c must be a finite"),
+      ("unknown_preset", dict(network=dict(preset="xp")), "xp"),
+      ("zero_width", dict(network=dict(width=0)), "must be >= 1"),
+  )
+  def test_bad_mup_value_fails_before_compiling(self, changes, message):
+    config = load_config(os.path.join(REPO, "launch", "configs", "mup.py"))
+    for section, values in changes.items():
+      config[section].update(values)
+    with tempfile.TemporaryDirectory() as workdir, \
+        mock.patch("launch.experiment.sweep", side_effect=AssertionError("compiled")):
+      with self.assertRaisesRegex(ValueError, message):
+        experiment.run_config(config, workdir)
+
+  def test_sp_learning_rate_exponent_override(self):
+    from launch.experiments import mup as mup_builder  # pylint: disable=g-import-not-at-top
+    config = load_config(os.path.join(REPO, "launch", "configs", "mup.py"))
+    config.network.update(preset="sp", width=64)
+    config.task.num_examples = 32
+    real = mup_builder.P.preset
+    with mock.patch.object(mup_builder.P, "preset", side_effect=real) as spy:
+      mup_builder.build(config)
+      self.assertEqual(spy.call_args.kwargs["c"], None)  # the preset's own c (1 for SP under SGD)
+      config.network.c = 0.0
+      mup_builder.build(config)
+      self.assertEqual(spy.call_args.kwargs["c"], 0.0)
+      self.assertEqual(real("sp", 2, c=spy.call_args.kwargs["c"]).c, 0.0)
+
   def test_unwritable_workdir(self):
     with tempfile.NamedTemporaryFile() as f:  # a file where a directory should be
       with self.assertRaisesRegex(ValueError, "cannot be created"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jaxopt_lab.mup import parametrization as P
 from jaxopt_lab.mup import transfer
@@ -27,7 +28,9 @@ def build(config: ml_collections.ConfigDict) -> ExperimentSpec:
     raise ValueError("the teacher task is a regression: use loss='mse'")
   hp = hp_from_config(config.hp)
   require_positive(hp, ["lr"])
-  abc = P.preset(n.preset, n.depth, n.optimizer)  # raises on unknown preset/optimizer names
+  if n.c is not None and not np.isfinite(n.c):
+    raise ValueError(f"config.network.c must be a finite learning-rate exponent, got {n.c}")
+  abc = P.preset(n.preset, n.depth, n.optimizer, c=n.c)  # raises on unknown preset/optimizer names
   if t.name == "digits":
     task = transfer.digits_task(t.num_examples or None, dtype=jnp.float32)
     d_in, d_out = task.x.shape[1], 10
