@@ -282,6 +282,16 @@ class FastPathsTest(parameterized.TestCase):
     self.assertLess(np.abs(got - ref).max(), 2 * np.spacing(np.float32(np.pi)))
     np.testing.assert_array_equal(got[:4], np.float32([0.0, np.pi, 0.0, np.pi]))
 
+  def test_traced_inputs_under_jit_and_vmap(self):
+    # A tracer cannot say which device it lives on: the strip choice must not ask it (it did once,
+    # and every jitted caller such as a theory check's relative_errors failed to trace).
+    x = _points(300, seed=19)
+    eager = analytic.mlp_kernels(x, depth=3, activation="relu").ntk
+    jitted = jax.jit(lambda z: analytic.mlp_kernels(z, depth=3, activation="relu").ntk)(x)
+    np.testing.assert_allclose(jitted, eager, rtol=1e-12, atol=1e-12)
+    vmapped = jax.vmap(lambda z: analytic.mlp_kernels(z, depth=3, activation="relu").ntk)(x[None])
+    np.testing.assert_allclose(vmapped[0], eager, rtol=1e-12, atol=1e-12)
+
   @parameterized.parameters(("relu", 600, None), ("relu", 611, None), ("erf", 600, 333),
                             ("tanh", 611, 257))
   def test_strips_equal_whole_matrix(self, act, n1, n2):

@@ -381,7 +381,10 @@ CPU_STRIP_ROWS = 128
 
 
 def _strip_rows_for(x) -> int | None:
-  platforms = {d.platform for d in x.devices()} if isinstance(x, jax.Array) else set()
+  try:  # a concrete array knows its devices; a tracer (mlp_kernels under jit/vmap) does not
+    platforms = {d.platform for d in x.devices()} if isinstance(x, jax.Array) else set()
+  except jax.errors.ConcretizationTypeError:
+    platforms = set()
   return CPU_STRIP_ROWS if (platforms or {jax.default_backend()}) == {"cpu"} else None
 
 
