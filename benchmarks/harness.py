@@ -17,12 +17,44 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import jax
+
+
+def peer_venv(venv: str, probe: str, installs: list[list[str]]) -> str:
+  """The python of a peer library's own venv at ``venv``, built when ``probe`` fails to run there.
+
+  Args:
+    venv: the venv directory.
+    probe: Python source that imports (and may assert versions of) what the peer needs.
+    installs: ``pip install`` argument lists, run in order in a fresh venv (e.g. torch first, then a
+      peer with ``--no-deps`` so it cannot pull another torch).
+  """
+  py = os.path.join(venv, "bin", "python")
+  if os.path.exists(py) and subprocess.run([py, "-c", probe], capture_output=True).returncode == 0:
+    return py
+  subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+  for args in installs:
+    subprocess.run([py, "-m", "pip", "install", "-q", *args], check=True)
+  return py
+
+
+RESULT = "RESULT "  # prefix of the one JSON line a peer or worker process prints as its result
+
+
+def run_result(cmd: list[str], what: str, env: dict[str, str] | None = None,
+               cwd: str | None = None) -> dict[str, Any]:
+  """Runs ``cmd`` and returns the JSON after its last ``RESULT `` line; raises with its stderr."""
+  out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, check=False)
+  lines = [l for l in out.stdout.splitlines() if l.startswith(RESULT)]
+  if out.returncode != 0 or not lines:
+    raise RuntimeError(f"{what} failed:\n{out.stderr[-3000:]}")
+  return json.loads(lines[-1][len(RESULT):])
 
 
 def machine() -> dict[str, Any]:

@@ -40,15 +40,13 @@ import dataclasses
 import glob
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.harness import Bench, Timing
+from benchmarks.harness import Bench, Timing, peer_venv, run_result
 from jaxopt_lab import fitting
 from jaxopt_lab.mup.coord_check import coord_check
 from jaxopt_lab.mup.parametrization import MLP, Task, preset
@@ -103,16 +101,9 @@ TORCH_SCRIPT = textwrap.dedent(r"""
 
 def ensure_venv(venv: str) -> str:
   """The venv's python, creating the venv with torch 2.13.0 and mup 1.0.0 when missing."""
-  py = os.path.join(venv, "bin", "python")
-  probe = [py, "-c", "import torch, mup, yaml, pandas"]
-  if os.path.exists(py) and subprocess.run(probe, capture_output=True).returncode == 0:
-    return py
-  subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-  pip = [py, "-m", "pip", "install", "-q"]
-  subprocess.run(pip + ["torch==2.13.0"], check=True)
-  subprocess.run(pip + ["--no-deps", "mup==1.0.0"], check=True)
-  subprocess.run(pip + ["pyyaml", "numpy", "pandas"], check=True)  # mup's runtime imports
-  return py
+  return peer_venv(venv, "import torch, mup, yaml, pandas",
+                   [["torch==2.13.0"], ["--no-deps", "mup==1.0.0"],
+                    ["pyyaml", "numpy", "pandas"]])  # the last: mup's runtime imports
 
 
 def tuned_malloc_env() -> tuple[dict[str, str], str]:
@@ -131,12 +122,7 @@ def tuned_malloc_env() -> tuple[dict[str, str], str]:
 def run_mup(py: str, cfg: dict, env: dict[str, str], repeats: int) -> dict:
   arg = json.dumps({**cfg, "lr": LR, "base": cfg["widths"][0], "repeats": repeats,
                     "threads": os.cpu_count() or 1})
-  out = subprocess.run([py, "-c", TORCH_SCRIPT, arg], capture_output=True, text=True, env=env,
-                       check=False)
-  lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
-  if out.returncode != 0 or not lines:
-    raise RuntimeError(f"mup run failed:\n{out.stderr[-3000:]}")
-  return json.loads(lines[-1][len("RESULT "):])
+  return run_result([py, "-c", TORCH_SCRIPT, arg], "mup run", env=env)
 
 
 def gemm_flops(cfg: dict, extra_forward: bool) -> float:

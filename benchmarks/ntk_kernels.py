@@ -42,7 +42,6 @@ import dataclasses
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -51,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.harness import Bench, Timing, time_call
+from benchmarks.harness import Bench, Timing, peer_venv, run_result, time_call
 
 PRESETS = {
     "cpu": dict(sizes=[2000, 4000], d=784, dtypes=["float32"], emp_n=256, emp_width=512,
@@ -142,28 +141,17 @@ PEER_SCRIPT = textwrap.dedent(r"""
 
 def ensure_venv(venv: str) -> str:
   """The venv's python, creating the venv with neural-tangents 0.6.5 and its stack when missing."""
-  py = os.path.join(venv, "bin", "python")
-  probe = [py, "-c", "import neural_tangents, tensorflow, tf2jax, jax; "
-           "assert jax.__version__ == '0.4.25'"]
-  if os.path.exists(py) and subprocess.run(probe, capture_output=True).returncode == 0:
-    return py
-  subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-  pip = [py, "-m", "pip", "install", "-q"]
-  subprocess.run(pip + ["jax==0.4.25", "jaxlib==0.4.25", "tensorflow-cpu==2.15.*", "numpy<2",
-                        "frozendict>=2.3.8", "absl-py", "dm-tree>=0.1.5"], check=True)
-  # Both name the `tensorflow` wheel; tensorflow-cpu provides the same module.
-  subprocess.run(pip + ["--no-deps", "tf2jax==0.3.6", "neural-tangents==0.6.5"], check=True)
-  return py
+  return peer_venv(
+      venv, "import neural_tangents, tensorflow, tf2jax, jax; assert jax.__version__ == '0.4.25'",
+      [["jax==0.4.25", "jaxlib==0.4.25", "tensorflow-cpu==2.15.*", "numpy<2", "frozendict>=2.3.8",
+        "absl-py", "dm-tree>=0.1.5"],
+       # Both name the `tensorflow` wheel; tensorflow-cpu provides the same module.
+       ["--no-deps", "tf2jax==0.3.6", "neural-tangents==0.6.5"]])
 
 
 def _subprocess(cmd: list[str], cfg: dict, what: str) -> dict:
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  out = subprocess.run(cmd + [json.dumps(cfg)], capture_output=True, text=True, env=env,
-                       check=False, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
-  if out.returncode != 0 or not lines:
-    raise RuntimeError(f"{what} failed:\n{out.stderr[-3000:]}")
-  return json.loads(lines[-1][len("RESULT "):])
+  return run_result(cmd + [json.dumps(cfg)], what, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+                    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _timing(name: str, res: dict) -> Timing:

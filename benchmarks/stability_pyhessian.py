@@ -47,8 +47,6 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import textwrap
 import time
@@ -58,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from benchmarks.harness import Bench, Timing
+from benchmarks.harness import Bench, Timing, peer_venv, run_result
 from benchmarks.mup_coord_check import tuned_malloc_env
 from jaxopt_lab.stability import curvature, models
 
@@ -161,15 +159,8 @@ def digits_upsampled(n: int, side: int) -> tuple[np.ndarray, np.ndarray]:
 
 def ensure_venv(venv: str) -> str:
   """The venv's python, creating the venv with torch 2.13.0 and PyHessian 0.1 when missing."""
-  py = os.path.join(venv, "bin", "python")
-  probe = [py, "-c", "import torch, numpy, pyhessian"]
-  if os.path.exists(py) and subprocess.run(probe, capture_output=True).returncode == 0:
-    return py
-  subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-  pip = [py, "-m", "pip", "install", "-q"]
-  subprocess.run(pip + ["torch==2.13.0"], check=True)
-  subprocess.run(pip + ["--no-deps", PYHESSIAN, "numpy"], check=True)  # deps: numpy and torch only
-  return py
+  return peer_venv(venv, "import torch, numpy, pyhessian",
+                   [["torch==2.13.0"], ["--no-deps", PYHESSIAN, "numpy"]])  # deps: numpy, torch
 
 
 def run_pyhessian(py: str, cfg: dict, npz: str, env: dict[str, str], repeats: int,
@@ -178,12 +169,7 @@ def run_pyhessian(py: str, cfg: dict, npz: str, env: dict[str, str], repeats: in
                     "threads": os.cpu_count() or 1, "trace_probes": cfg["trace_probes"],
                     "slq_steps": cfg["slq_steps"], "slq_probes": cfg["slq_probes"],
                     "default_trace": default_trace})
-  out = subprocess.run([py, "-c", TORCH_SCRIPT, arg], capture_output=True, text=True, env=env,
-                       check=False)
-  lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
-  if out.returncode != 0 or not lines:
-    raise RuntimeError(f"PyHessian run failed:\n{out.stderr[-3000:]}")
-  return json.loads(lines[-1][len("RESULT "):])
+  return run_result([py, "-c", TORCH_SCRIPT, arg], "PyHessian run", env=env)
 
 
 def _timing(name: str, rec: list[dict]) -> Timing:
