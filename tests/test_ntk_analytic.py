@@ -19,8 +19,11 @@ def _points(n, d=3, seed=0, scale=1.0):
   return scale * x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def _np_closed_form(x1, x2, depth, act, sigma_w, sigma_b, widths=None):
-  """Textbook formulas in NumPy (arccos form of Cho & Saul; Williams' arcsin form for erf)."""
+def _np_closed_form(x1, x2, depth, act, sigma_w, sigma_b, widths=None, same=False):
+  """Textbook formulas in NumPy (arccos form of Cho & Saul; Williams' arcsin form for erf).
+
+  ``same``: x1 is x2, and the diagonal's cosine is exactly 1 (arccos of a rounded 1 - eps would
+  make its angle sqrt(2 eps) instead of 0)."""
   n0 = x1.shape[1]
   q12 = sigma_w**2 * x1 @ x2.T / n0 + sigma_b**2
   q11 = sigma_w**2 * np.sum(x1**2, 1)[:, None] / n0 + sigma_b**2
@@ -31,6 +34,8 @@ def _np_closed_form(x1, x2, depth, act, sigma_w, sigma_b, widths=None):
   for l in range(1, depth):
     if act == "relu":
       c = np.clip(q12 / np.sqrt(q11 * q22), -1, 1)
+      if same:
+        np.fill_diagonal(c, 1.0)
       th = np.arccos(c)
       e = np.sqrt(q11 * q22) * (np.sin(th) + (np.pi - th) * np.cos(th)) / (2 * np.pi)
       ed = (np.pi - th) / (2 * np.pi)
@@ -124,40 +129,169 @@ class QuadratureAndMonteCarloTest(parameterized.TestCase):
     np.testing.assert_allclose(k.ntk, ntk, atol=1.5e-2 * scale)
     np.testing.assert_allclose(k.nngp, nngp, atol=1.5e-2 * np.abs(nngp).max())
 
-  def test_quadrature_accuracy_against_closed_forms(self):
-    # Depth 2: one layer of quadrature (measured: erf 4e-12 / 2e-11 at order 32, 2e-16 at 64;
-    # relu 8e-3 NNGP / 3e-2 NTK at order 32).
+  @parameterized.parameters(1e-2, 1.0, 10.0, 100.0, 1e4)
+  def test_automatic_quadrature_meets_its_stated_accuracy(self, q):
+    # erf as a callable (quadrature) against its closed form: <= 1e-6 of the kernel scale in
+    # float64 at every pre-activation variance up to 1e4 (Gauss-Hermite of order 64 was off by 6e-2
+    # at q = 10 and 0.86 at q = 100). Points of norm sqrt(q) at three angles; sigma_w = 1.
+    rng = np.random.default_rng(4)
+    x = np.sqrt(q) * np.array([[1.0, 0.0], [0.6, 0.8], [-0.28, 0.96]])
+    x2 = np.sqrt(q) * rng.uniform(0.5, 1.0, size=(2, 1)) * _points(2, d=2, seed=5)
+    rel = lambda a, b: float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+    for depth in (2, 3):
+      arch = dict(depth=depth, sigma_w=1.0, sigma_b=0.1)
+      for b in (None, x2):
+        exact = analytic.mlp_kernels(x, b, activation="erf", **arch)
+        quad = analytic.mlp_kernels(x, b, activation=jax.scipy.special.erf, **arch)
+        self.assertLess(rel(quad.nngp, exact.nngp), 1e-6, (depth, b is None))
+        self.assertLess(rel(quad.ntk, exact.ntk), 1e-6, (depth, b is None))
+      diag = analytic.mlp_kernels_diag(x, activation=jax.scipy.special.erf, **arch)
+      exact = analytic.mlp_kernels_diag(x, activation="erf", **arch)
+      np.testing.assert_allclose(diag.ntk, exact.ntk, rtol=1e-6)
+
+  def test_quadrature_converges_with_order(self):
+    # Explicit orders: exponential convergence for erf (order 64 is at rounding at q ~ 1.7);
+    # relu's kink only algebraic (measured NNGP 1.2e-2 / 3.1e-3 / 7.8e-4 and NTK 1.3e-2 / 9.3e-3 /
+    # 2.2e-3 at orders 16 / 32 / 64), and the automatic order refuses it with the accuracy reached.
     arch = dict(depth=2, sigma_w=1.3, sigma_b=0.2)
     x1, x2 = _points(5, seed=4), _points(3, seed=5)
     rel = lambda a, b: float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
     exact = analytic.mlp_kernels(x1, x2, activation="erf", **arch)
-    for order, tol in [(32, 1e-10), (64, 1e-14)]:
-      quad = analytic.mlp_kernels(x1, x2, activation=jax.scipy.special.erf,
-                                  quadrature_order=order, **arch)
-      self.assertLess(rel(quad.nngp, exact.nngp), tol, order)
-      self.assertLess(rel(quad.ntk, exact.ntk), tol, order)
-    # relu has a kink: the NNGP error falls like 1/order; its derivative is a step: the NTK error
-    # falls only like order^-1/2 (measured 4.6e-2, 3.1e-2, 2.0e-2 at orders 16, 32, 64).
+    quad = analytic.mlp_kernels(x1, x2, activation=jax.scipy.special.erf, quadrature_order=64,
+                                **arch)
+    self.assertLess(rel(quad.nngp, exact.nngp), 1e-14)
+    self.assertLess(rel(quad.ntk, exact.ntk), 1e-14)
     exact = analytic.mlp_kernels(x1, x2, activation="relu", **arch)
     errs = []
     for order in (16, 32, 64):
       quad = analytic.mlp_kernels(x1, x2, activation=jax.nn.relu, quadrature_order=order, **arch)
       errs.append([rel(quad.nngp, exact.nngp), rel(quad.ntk, exact.ntk)])
     errs = np.array(errs)
-    self.assertLess(errs[1, 0], 1.5e-2)
-    self.assertLess(errs[1, 1], 5e-2)
-    self.assertTrue(np.all(errs[1:, 0] < 0.6 * errs[:-1, 0]), errs)
-    self.assertTrue(np.all(errs[1:, 1] < 0.85 * errs[:-1, 1]), errs)
+    self.assertLess(errs[-1].max(), 3e-3)
+    self.assertTrue(np.all(errs[1:] < 0.75 * errs[:-1]), errs)
+    with self.assertRaisesRegex(ValueError, r"^activation: quadrature reaches only .* at order 256"):
+      analytic.mlp_kernels(x1, x2, activation=jax.nn.relu, **arch)
+    with self.assertRaisesRegex(ValueError, r"^activation: .*variances up to 1e\+06"):
+      analytic.mlp_kernels_diag(np.array([[1e3]]), depth=2, activation=jnp.sin)
 
-  def test_quadrature_diagonal_matches_one_dimensional_rule(self):
-    x = _points(4, seed=6, scale=2.0)
-    k = analytic.mlp_kernels(x, activation="tanh", depth=2, sigma_w=1.0, sigma_b=0.0,
-                             quadrature_order=64)
-    nodes, weights = np.polynomial.hermite_e.hermegauss(200)
-    q = np.sum(x**2, 1) / 3
-    ref = [np.sum(weights * np.tanh(np.sqrt(qi) * nodes) ** 2) / np.sqrt(2 * np.pi) for qi in q]
-    # Pre-activation variance 4/3: tanh's order-64 rule is ~1e-7 accurate there (module docstring).
-    np.testing.assert_allclose(np.diag(k.nngp), ref, rtol=3e-7)
+  @parameterized.parameters("tanh", "gelu", "softplus", "sigmoid")
+  def test_quadrature_diagonal_against_adaptive_quadrature(self, act):
+    # E[phi(u)^2] and E[phi'(u)^2], u ~ N(0, q), by scipy's adaptive quad on split intervals (an
+    # independent rule), up to q = 1e4; the module docstring states 1e-12 at order 128.
+    from scipy import integrate  # pylint: disable=g-import-not-at-top
+    from scipy.special import expit  # pylint: disable=g-import-not-at-top
+    phi, dphi = {
+        "tanh": (np.tanh, lambda u: 1 / np.cosh(u) ** 2),
+        "gelu": (lambda u: u * (1 + np_erf(u / np.sqrt(2))) / 2,
+                 lambda u: (1 + np_erf(u / np.sqrt(2))) / 2 + u * np.exp(-u * u / 2)
+                 / np.sqrt(2 * np.pi)),
+        "softplus": (lambda u: np.logaddexp(0, u), expit),
+        "sigmoid": (expit, lambda u: expit(u) * (1 - expit(u))),
+    }[act]
+    qs = np.array([0.3, 30.0, 1e4])
+
+    def expect(f, q):
+      a = np.sqrt(q)
+      g = lambda u: f(u) ** 2 * np.exp(-0.5 * (u / a) ** 2) / (a * np.sqrt(2 * np.pi))
+      cuts = [c for c in (1, 4, 16, 64, 256) if c < 9 * a]
+      pts = sorted({-9 * a, 9 * a, 0.0} | {s * c for c in cuts for s in (-1, 1)})
+      return sum(integrate.quad(g, lo, hi, epsabs=0, epsrel=1e-13, limit=200)[0]
+                 for lo, hi in zip(pts[:-1], pts[1:]))
+
+    ref = np.array([[expect(phi, q), expect(dphi, q)] for q in qs])
+    # depth 2, sigma_w = 1, sigma_b = 0, one input coordinate: Sigma = E[phi^2], and
+    # Theta = E[phi^2] + E[phi'^2] q.
+    d = analytic.mlp_kernels_diag(np.sqrt(qs)[:, None], depth=2, activation=act,
+                                  quadrature_order=128)
+    np.testing.assert_allclose(d.nngp, ref[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(d.ntk, ref[:, 0] + ref[:, 1] * qs, rtol=1e-12)
+
+
+class ExactUnderEveryCompilationTest(parameterized.TestCase):
+  """Regression for XLA:CPU's float64 atan2 returning wrong angles inside the fused recursion:
+  mlp_kernels(np.full((2, 2), 0.2), depth=5, sigma_w=1.5, sigma_b=0.1) gave an NTK with off-diagonal
+  1.734 instead of 0.928 (non-PSD), and 36 of 300 kernels of random inputs with repeated rows were
+  wrong by more than 1e-6 of their scale."""
+
+  def test_the_reported_case(self):
+    x = np.full((2, 2), 0.2)
+    k = analytic.mlp_kernels(x, depth=5, sigma_w=1.5, sigma_b=0.1)
+    # Two equal points: every entry is the diagonal's value (0.928...); the off-diagonal pair's
+    # angle is known only to sqrt(eps) (see below), the diagonal's exactly.
+    nngp, ntk = _np_closed_form(x[:1], x[:1], 5, "relu", 1.5, 0.1, same=True)
+    np.testing.assert_allclose(k.ntk, np.full((2, 2), ntk[0, 0]), rtol=5 * np.sqrt(2.2e-16))
+    np.testing.assert_allclose(k.nngp, np.full((2, 2), nngp[0, 0]), rtol=5 * np.sqrt(2.2e-16))
+    np.testing.assert_allclose(np.diag(k.ntk), [ntk[0, 0]] * 2, rtol=1e-14)
+
+  @parameterized.product(act=["relu", "erf"], dtype=["float64", "float32"],
+                         path=["whole", "strips", "blocked", "diag"], jit=[True, False])
+  def test_repeated_parallel_antiparallel_rows(self, act, dtype, path, jit):
+    # Every degenerate geometry at once: exact duplicates, near-duplicates (angle ~1e-5), scaled
+    # copies, antiparallel rows and a zero row, shuffled among generic points; depths 5 and 7.
+    # Tolerance: a pair's angle comes from q11 q22 - q12^2, which for (nearly) parallel or
+    # antiparallel rows is a difference of rounded numbers: an exact duplicate pair cannot be told
+    # from one at angle sqrt(eps), in our formula and in the reference's arccos alike, and the NTK
+    # is Lipschitz in the angle (d/dtheta of (pi - theta) / 2 pi), amplified by each layer. So the
+    # band is depth * sqrt(eps) of the kernel scale (measured max: 8e-9 float64, 2e-4 float32 at
+    # depth 5, i.e. ~0.6 sqrt(eps)); the reported bug was off by O(1).
+    rng = np.random.default_rng(23)
+    base = _points(6, d=4, seed=24)
+    rows = [base, base[:3], base[:2] + 1e-5 * rng.normal(size=(2, 4)), 3.0 * base[2:4],
+            -base[:3], -2.5 * base[4:5], np.zeros((1, 4))]
+    x = np.concatenate(rows)[rng.permutation(sum(len(r) for r in rows))]
+    n = len(x)
+    if path == "strips":  # past 2 strips of 128 rows on CPU
+      x = np.concatenate([x] * (300 // n + 1))[:300]
+    ref_x = x.astype(dtype).astype(np.float64)
+    for depth in (5, 7):
+      tol = depth * np.sqrt(np.finfo(dtype).eps)
+      kw = dict(depth=depth, activation=act, sigma_w=1.5, sigma_b=0.1)
+      ref = _np_closed_form(ref_x, ref_x, depth, act, 1.5, 0.1, same=True)
+      xd = x.astype(dtype)
+      if path == "diag":
+        fn = lambda z, kw=kw: analytic.mlp_kernels_diag(z, **kw)
+        ref = tuple(np.diag(r) for r in ref)
+      elif path == "blocked":
+        fn = lambda z, kw=kw: analytic.mlp_kernels_blocked(z, block_size=8, **kw)
+      else:
+        fn = lambda z, kw=kw: analytic.mlp_kernels(z, **kw)
+      if path != "blocked" and jit:
+        got = jax.jit(fn)(xd)
+      elif path != "blocked":
+        with jax.disable_jit():
+          got = fn(xd)
+      else:
+        got = fn(xd)
+      for g, r in zip(got, ref):
+        g = np.asarray(g, np.float64)
+        scale = np.abs(r).max()
+        self.assertLess(np.abs(g - r).max() / scale, tol, (depth, np.abs(g - r).max()))
+        if g.ndim == 2:
+          np.testing.assert_array_equal(g, g.T)
+          # PSD up to its entries' errors (duplicates make it singular): by Weyl's inequality an
+          # entrywise error tol * scale moves eigenvalues by at most n * tol * scale.
+          self.assertGreater(np.linalg.eigvalsh(g).min(), -len(g) * tol * scale)
+
+  def test_float64_arctangent_against_libm(self):
+    rng = np.random.default_rng(16)
+    y = np.abs(rng.normal(size=200_000)) * 10.0 ** rng.uniform(-12, 12, 200_000)
+    x = rng.normal(size=200_000) * 10.0 ** rng.uniform(-12, 12, 200_000)
+    y[:4], x[:4] = 0.0, [2.0, -2.0, 0.0, -0.0]
+    got = np.asarray(jax.jit(analytic._atan2_nonneg)(y, x))
+    ref = np.arctan2(y, x)
+    self.assertLessEqual(np.max(np.abs(got - ref) / np.spacing(np.maximum(ref, 1e-300))), 6)
+    np.testing.assert_array_equal(got[:4], [0.0, np.pi, 0.0, np.pi])
+
+  @parameterized.parameters("relu", "erf", "tanh")
+  def test_small_self_kernels_exactly_symmetric(self, act):
+    # Below 256 points the whole-matrix path ran and, with sigma_b != 0, was 1 ulp asymmetric.
+    for n in (3, 17, 100, 255):
+      x = _points(n, d=5, seed=n)
+      for dtype in (np.float64, np.float32):
+        k = analytic.mlp_kernels(x.astype(dtype), depth=4, activation=act, sigma_w=1.4,
+                                 sigma_b=0.3, quadrature_order=16)
+        np.testing.assert_array_equal(k.ntk, k.ntk.T)
+        np.testing.assert_array_equal(k.nngp, k.nngp.T)
 
 
 class DiagonalSymmetryPrecisionTest(parameterized.TestCase):

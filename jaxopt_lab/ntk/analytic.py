@@ -30,22 +30,25 @@ The kernels are per output unit: a network with :math:`n_L` outputs has
 
 Expectations: closed forms for ``relu`` (arc-cosine kernel in the atan2 form), ``erf`` and
 ``identity``; any other elementwise activation (a name of :data:`ACTIVATIONS` or a callable) by a
-tensor-product Gauss-Hermite rule of order ``quadrature_order`` on the bivariate normal (Cholesky of
-the 2x2 covariance). Quadrature accuracy (float64, asserted in ``tests/test_ntk_analytic.py``)
-depends on the smoothness of the activation and on the pre-activation variance q. erf at q ~ 1:
-1e-11 (one layer) to 1e-8 (two layers) relative at order 32, machine precision at order 64. tanh,
-E[tanh(u)^2] at order 32 / 64: 7e-10 / 3e-15 at q = 0.33, 4e-5 / 1e-7 at q = 1.3, 8e-3 / 5e-4 at q =
-5.3 (its complex poles approach the real axis as q grows): raise ``quadrature_order`` for large
-variances. relu is the bad case: its kink makes the NNGP error fall only like 1/order (~1e-2 at
-order 32) and its step derivative the NTK error like order^{-1/2} (~3e-2 at order 32): use the
-closed forms for relu. The default order is 64 (4096 evaluations of phi and phi' per entry and
-layer).
+Gauss-Legendre rule on the conditional decomposition of the bivariate normal, in the variable
+:math:`\tau = \operatorname{asinh}(u)` (nodes dense at the activation's unit scale around 0 and
+spread geometrically to the Gaussian's tails, so the accuracy does not degrade as the pre-activation
+variance q grows, as Gauss-Hermite's does: erf by 6e-2 at q = 10 and 0.86 at q = 100 at order 64).
+By default the order is chosen from an error estimate (orders n and 2n on a probe of the inputs,
+:func:`_resolve_order`) to reach ``quadrature_rtol`` (1e-6 of the kernel scale in float64, 1e-5 in
+float32), and a clear error names the accuracy reached when no order up to 256 does. Measured
+(float64, depth 2, asserted in ``tests/test_ntk_analytic.py``): erf as a callable against its
+closed form within 1e-6 for q from 1e-2 to 1e4 (order 32 at q ~ 1, 128 at q = 1e4); tanh, GeLU,
+softplus and sigmoid at order 128 within 1e-12 of adaptive 1-D quadrature up to q = 1e4. A kink
+(relu as a callable) converges only algebraically (4e-4 at order 128) and is refused by the
+automatic order: use the closed forms. Under tracing (inputs or scales traced, e.g. vmapped) the
+order cannot be probed and is :data:`TRACED_QUADRATURE_ORDER` (128).
 
 On the diagonal of the kernel of a set with itself the angle is set to exactly zero (the 2x2
 covariance is singular there), so the float32 diagonal is as accurate as the off-diagonal entries.
-That kernel is symmetric to rounding (exactly where ``x @ x.T`` is, as on XLA:CPU; quadrature
-outputs are symmetrized); :func:`mlp_kernels_blocked` mirrors tiles and is exactly symmetric on
-every backend. Off the diagonal, two distinct but nearly parallel inputs lose about
+That kernel is exactly symmetric on every path (the whole matrix and the diagonal tiles of
+:func:`mlp_kernels_blocked` are mirrored from their upper triangle, strips are written with their
+transposes, quadrature outputs are symmetrized). Off the diagonal, two distinct but nearly parallel inputs lose about
 :math:`\sqrt{\epsilon}` of their angle in float32 (the Gram matrix cannot resolve it); use float64
 for such inputs. Inner products run at precision HIGHEST.
 
@@ -81,7 +84,7 @@ Activation = str | Callable[[jax.Array], jax.Array]
 Parametrization = Literal["ntk", "standard"]
 
 #: Named activations. ``relu``, ``erf`` and ``identity`` have closed-form kernels; the others use
-#: Gauss-Hermite quadrature. ``gelu`` is the exact (erf) GeLU.
+#: quadrature (see the module docstring). ``gelu`` is the exact (erf) GeLU.
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu,
     "erf": jax.scipy.special.erf,
@@ -147,7 +150,7 @@ class _Arch(NamedTuple):
   activation: Activation
   parametrization: str
   hidden_widths: tuple[int, ...] | None
-  quadrature_order: int
+  quadrature_order: int | None  # None: chosen by _resolve_order
 
 
 def _check_arch(depth, activation, sigma_w, sigma_b, parametrization, hidden_widths,
@@ -159,9 +162,11 @@ def _check_arch(depth, activation, sigma_w, sigma_b, parametrization, hidden_wid
   _check_scale("sigma_b", sigma_b)
   if parametrization not in ("ntk", "standard"):
     raise ValueError(f"parametrization: expected 'ntk' or 'standard', got {parametrization!r}")
-  if (isinstance(quadrature_order, bool) or not isinstance(quadrature_order, (int, np.integer))
+  if quadrature_order is not None and (
+      isinstance(quadrature_order, bool) or not isinstance(quadrature_order, (int, np.integer))
       or quadrature_order < 2):
-    raise ValueError(f"quadrature_order: expected an integer >= 2, got {quadrature_order!r}")
+    raise ValueError(f"quadrature_order: expected None (automatic) or an integer >= 2, got "
+                     f"{quadrature_order!r}")
   if parametrization == "standard" and hidden_widths is None:
     raise ValueError(f"hidden_widths: the standard parametrization's NTK needs the {depth - 1} "
                      "hidden widths")
@@ -173,7 +178,8 @@ def _check_arch(depth, activation, sigma_w, sigma_b, parametrization, hidden_wid
     hidden_widths = None  # unused: one compiled program for every width
   if isinstance(activation, str) and activation in CLOSED_FORM:
     quadrature_order = 2  # unused
-  return _Arch(int(depth), activation, parametrization, hidden_widths, int(quadrature_order))
+  return _Arch(int(depth), activation, parametrization, hidden_widths,
+               None if quadrature_order is None else int(quadrature_order))
 
 
 def _check_pair(x1, x2) -> None:
@@ -205,26 +211,51 @@ _ATAN_COEFFS = (0.9999998807907104, -0.33332598209381104, 0.19985906779766083,
                 0.039781227707862854, -0.014401358552277088, 0.0024567244108766317)
 
 
-def _atan2_nonneg(y: jax.Array, x: jax.Array) -> jax.Array:
-  r""":math:`\operatorname{atan2}(y, x) \in [0, \pi]` for :math:`y \ge 0`.
+#: Taylor coefficients (-1)^k / (2k + 1) of atan(t) = t * sum_k c_k t^{2k}; 14 terms reach 1.1e-16
+#: relative on |t| <= tan(pi/12) = 0.268, the range left by :func:`_atan_unit`'s reduction.
+_ATAN_TAYLOR = tuple((-1) ** k / (2 * k + 1) for k in range(14))
+_TAN_PI_12 = 2 - math.sqrt(3)
 
-  float32: by octant reduction (:math:`t = \min(y, |x|) / \max(y, |x|) \in [0, 1]`) and the
-  polynomial :data:`_ATAN_COEFFS`, then :math:`\pi/2 - a` where :math:`y > |x|` and
-  :math:`\pi - a` where :math:`x < 0` (sign bit, as atan2 treats -0): plain arithmetic that XLA
-  vectorizes and fuses, where its float32 ``atan2`` on CPU is a scalar call costing about 15
-  elementwise adds. Exactly 0 for y = 0 <= x (the diagonal), pi for y = 0 > x. Other dtypes:
-  ``jnp.arctan2``.
+
+def _atan_unit(t: jax.Array) -> jax.Array:
+  r""":math:`\arctan t` for :math:`t \in [0, 1]` by plain arithmetic (no transcendental call).
+
+  float32: the polynomial :data:`_ATAN_COEFFS`. float64: for :math:`t > \tan(\pi/12)`,
+  :math:`\arctan t = \pi/6 + \arctan\frac{\sqrt3\, t - 1}{\sqrt3 + t}` (the argument then lies in
+  :math:`[-\tan(\pi/12), \tan(\pi/12)]`), and the Taylor series :data:`_ATAN_TAYLOR` by Horner's
+  rule: within 4 ulps of libm's (asserted in ``tests/test_ntk_analytic.py``).
   """
-  if x.dtype != jnp.float32:
-    return jnp.arctan2(y, x)
-  ax = jnp.abs(x)
-  hi = jnp.maximum(y, ax)
-  t = jnp.minimum(y, ax) / jnp.where(hi > 0, hi, 1)
+  if t.dtype == jnp.float32:
+    coeffs, big = _ATAN_COEFFS, None
+  else:
+    coeffs = _ATAN_TAYLOR
+    s3 = math.sqrt(3.0)
+    big = t > _TAN_PI_12
+    t = jnp.where(big, (s3 * t - 1) / (s3 + t), t)
   z = t * t
-  p = jnp.asarray(_ATAN_COEFFS[-1], x.dtype)
-  for c in _ATAN_COEFFS[-2::-1]:
+  p = jnp.asarray(coeffs[-1], t.dtype)
+  for c in coeffs[-2::-1]:
     p = p * z + c
   a = t * p
+  return a if big is None else jnp.where(big, jnp.pi / 6, 0) + a
+
+
+def _atan2_nonneg(y: jax.Array, x: jax.Array) -> jax.Array:
+  r""":math:`\operatorname{atan2}(y, x) \in [0, \pi]` for :math:`y \ge 0`, by plain arithmetic.
+
+  Octant reduction (:math:`t = \min(y, |x|) / \max(y, |x|) \in [0, 1]`), :func:`_atan_unit`, then
+  :math:`\pi/2 - a` where :math:`y > |x|` and :math:`\pi - a` where :math:`x < 0` (sign bit, as
+  atan2 treats -0). Exactly 0 for y = 0 <= x (the diagonal), pi for y = 0 > x.
+
+  Why not ``jnp.arctan2``: on XLA:CPU its float64 code, fused into the kernel recursion, returned
+  wrong angles for some inputs (an NTK of two equal rows came back [[0.93, 1.73], [1.73, 0.93]],
+  non-PSD, at depth 5; right under ``--xla_cpu_max_isa=SSE4_2``, with jit or a different fusion); its
+  float32 version is a scalar call costing about 15 elementwise adds. Adds, multiplies, a divide and
+  selects are compiled right everywhere and vectorize.
+  """
+  ax = jnp.abs(x)
+  hi = jnp.maximum(y, ax)
+  a = _atan_unit(jnp.minimum(y, ax) / jnp.where(hi > 0, hi, 1))
   a = jnp.where(y > ax, jnp.pi / 2 - a, a)
   return jnp.where(jnp.signbit(x), jnp.pi - a, a)
 
@@ -237,9 +268,11 @@ def _relu(q11, q22, q12, det):
 
 
 def _erf(q11, q22, q12, det):
-  e = (2 / jnp.pi) * jnp.arcsin(jnp.clip(2 * q12 / jnp.sqrt((1 + 2 * q11) * (1 + 2 * q22)), -1, 1))
-  # (1 + 2 q11)(1 + 2 q22) - 4 q12^2, written without the cancellation.
-  ed = (4 / jnp.pi) / jnp.sqrt(1 + 2 * (q11 + q22) + 4 * det)
+  # (2/pi) arcsin(2 q12 / sqrt((1 + 2 q11)(1 + 2 q22))) as an angle: (1 + 2 q11)(1 + 2 q22) - 4 q12^2
+  # = 1 + 2 (q11 + q22) + 4 det, written without the cancellation.
+  rest = jnp.sqrt(1 + 2 * (q11 + q22) + 4 * det)
+  e = (2 / jnp.pi) * jnp.sign(q12) * _atan2_nonneg(2 * jnp.abs(q12), rest)
+  ed = (4 / jnp.pi) / rest
   return e, ed
 
 
@@ -253,49 +286,98 @@ _CLOSED = {"relu": _relu, "erf": _erf, "identity": _identity}
 CLOSED_FORM = tuple(_CLOSED)
 
 
-def _gauss_hermite(order: int, dtype) -> tuple[jax.Array, jax.Array]:
-  """Nodes and weights of :math:`E_{z \\sim N(0,1)} f(z) \\approx \\sum_k w_k f(z_k)`."""
-  nodes, weights = np.polynomial.hermite_e.hermegauss(order)
-  return jnp.asarray(nodes, dtype), jnp.asarray(weights / np.sqrt(2 * np.pi), dtype)
+#: Truncation of the Gaussian at |z| <= 9 standard deviations (the mass beyond is 2e-19).
+_TAIL_SIGMAS = 9.0
+
+
+def _legendre(order: int, dtype) -> tuple[jax.Array, jax.Array]:
+  """Gauss-Legendre nodes and weights on [-1, 1]."""
+  nodes, weights = np.polynomial.legendre.leggauss(order)
+  return jnp.asarray(nodes, dtype), jnp.asarray(weights, dtype)
+
+
+def _sinh_rule(lo, hi, nodes, weights):
+  r"""Points :math:`x = \sinh\tau` and weights :math:`w\,\cosh\tau\,d\tau` of Gauss-Legendre in
+  :math:`\tau \in [\operatorname{asinh} lo, \operatorname{asinh} hi]` (``lo``, ``hi`` with a
+  trailing node axis of size 1): nodes dense near 0, at the activation's unit scale, and
+  geometrically spread out to the Gaussian's tails."""
+  lead = (1,) * (jnp.ndim(lo) - 1)
+  nodes, weights = nodes.reshape(lead + (-1,)), weights.reshape(lead + (-1,))
+  t0, t1 = jnp.arcsinh(lo), jnp.arcsinh(hi)
+  mid, half = (t0 + t1) / 2, (t1 - t0) / 2
+  tau = mid + half * nodes
+  # d tau / d node = half is left out: every sum is divided by the rule's own mass.
+  return jnp.sinh(tau), weights * jnp.cosh(tau)
 
 
 def _quadrature(phi, order, q11, q22, q12, det, on_diag):
-  r"""Gauss-Hermite on :math:`u = a z_1,\ v = c z_1 + r z_2`, :math:`a^2 = q_{11}`,
-  :math:`c = q_{12}/a`, :math:`r^2 = q_{22} - c^2 = \det / q_{11}` (and :math:`r^2 = q_{22}` when
-  :math:`q_{11} = 0`).
+  r""":math:`E[\phi(u)\phi(v)]` and :math:`E[\phi'(u)\phi'(v)]` by a sinh-mapped Gauss-Legendre
+  rule on the conditional decomposition of the bivariate normal.
 
-  Both sums are scans (the inner one over chunks of at most 8 nodes), so the memory is a few
-  kernel-sized arrays, not ``order**2`` of them.
+  Outer: :math:`u \sim N(0, q_{11})` on :math:`[-9\sqrt{q_{11}}, 9\sqrt{q_{11}}]`; inner:
+  :math:`v \mid u \sim N(m, r^2)`, :math:`m = (q_{12}/q_{11})\, u`, :math:`r^2 = \det/q_{11}`, on
+  :math:`[m - 9r, m + 9r]`; both in the variable :math:`\tau = \operatorname{asinh}(\cdot)`, so
+  the nodes resolve the activation at its unit scale around 0 whatever the variance (Gauss-Hermite
+  in :math:`z = u/\sqrt q` does not: a saturating activation's step at :math:`|z| \lesssim
+  1/\sqrt q` falls between its nodes, 0.86 wrong for erf at q = 100). Each sum is normalized by the
+  rule's own Gaussian mass, so truncation and weight errors cancel to first order and the limits
+  :math:`r \to 0` (parallel inputs, the diagonal) and :math:`q_{11} \to 0` are exact: the inner
+  average becomes :math:`\phi(m)`. ``order`` nodes per dimension; the inner sum runs over chunks of
+  at most 8 nodes in a scan, so memory is a few kernel-sized arrays.
   """
   dphi = lambda z: jax.jvp(phi, (z,), (jnp.ones_like(z),))[1]
-  nodes, weights = _gauss_hermite(order, q12.dtype)
+  nodes, weights = _legendre(order, q12.dtype)
+  shape = jnp.broadcast_shapes(q11.shape, q22.shape, q12.shape)
+  q11, q22, q12, det = (jnp.broadcast_to(t, shape) for t in (q11, q22, q12, det))
   a = _safe_sqrt(q11)
   pos = q11 > 0
-  c = jnp.where(on_diag, a, jnp.where(pos, q12 / jnp.where(pos, a, 1), 0))
+  slope = jnp.where(pos, q12 / jnp.where(pos, q11, 1), 0)  # m = slope * u
   r = jnp.where(pos, _safe_sqrt(det / jnp.where(pos, q11, 1)), _safe_sqrt(q22))
   r = jnp.where(on_diag, 0, r)
-  shape = jnp.broadcast_shapes(a.shape, c.shape, r.shape)
-  c, r = jnp.broadcast_to(c, shape)[..., None], jnp.broadcast_to(r, shape)[..., None]
+  lift = lambda t: t[..., None]
   chunk = max(k for k in range(1, 9) if order % k == 0)
-  lift = (1,) * len(shape) + (chunk,)
   zero = jnp.zeros(shape, q12.dtype)
+  u_all, wu_all = _sinh_rule(lift(-_TAIL_SIGMAS * a), lift(_TAIL_SIGMAS * a), nodes, weights)
+  # Gaussian weight exp(-u^2 / 2 q11); where q11 == 0 every node is u = 0 and the weights are equal.
+  zu = jnp.where(lift(pos), u_all / lift(jnp.where(pos, a, 1)), 0)
+  wu_all = wu_all * jnp.exp(-zu * zu / 2)
+  rpos = lift(r > 0)
+  rsafe = lift(jnp.where(r > 0, r, 1))
 
-  def outer(acc, node_weight):
-    z1, w1 = node_weight
+  def outer(acc, k):
+    u = jnp.take(u_all, k, axis=-1)
+    wu = jnp.take(wu_all, k, axis=-1)
+    m = lift(slope * u)
+    lo, hi = m - _TAIL_SIGMAS * lift(r), m + _TAIL_SIGMAS * lift(r)
 
     def inner(acc_in, chunk_nodes_weights):
-      z2, w2 = (t.reshape(lift) for t in chunk_nodes_weights)
-      v = c * z1 + r * z2
-      return (acc_in[0] + jnp.sum(w2 * phi(v), axis=-1),
-              acc_in[1] + jnp.sum(w2 * dphi(v), axis=-1)), None
+      y, wy = chunk_nodes_weights
+      v, wv = _sinh_rule(lo, hi, y, wy)
+      zv = jnp.where(rpos, (v - m) / rsafe, 0)
+      wv = wv * jnp.exp(-zv * zv / 2)
+      return (acc_in[0] + jnp.sum(wv * phi(v), axis=-1), acc_in[1] + jnp.sum(wv * dphi(v), axis=-1),
+              acc_in[2] + jnp.sum(wv, axis=-1)), None
 
-    (e_v, ed_v), _ = jax.lax.scan(inner, (zero, zero), (nodes.reshape(-1, chunk),
-                                                        weights.reshape(-1, chunk)))
-    u = a * z1
-    return (acc[0] + w1 * phi(u) * e_v, acc[1] + w1 * dphi(u) * ed_v), None
+    (e_v, ed_v, mass_v), _ = jax.lax.scan(inner, (zero, zero, zero),
+                                          (nodes.reshape(-1, chunk), weights.reshape(-1, chunk)))
+    wu_n = wu / mass_v
+    return (acc[0] + wu_n * phi(u) * e_v, acc[1] + wu_n * dphi(u) * ed_v, acc[2] + wu), None
 
-  (e, ed), _ = jax.lax.scan(outer, (zero, zero), (nodes, weights))
-  return e, ed
+  (e, ed, mass), _ = jax.lax.scan(outer, (zero, zero, zero), jnp.arange(order))
+  return e / mass, ed / mass
+
+
+def _quadrature_diag(phi, order, q):
+  r""":math:`E[\phi(u)^2]` and :math:`E[\phi'(u)^2]`, :math:`u \sim N(0, q)`: the outer rule of
+  :func:`_quadrature` alone (its inner average is :math:`\phi(u)` when :math:`r = 0`)."""
+  dphi = lambda z: jax.jvp(phi, (z,), (jnp.ones_like(z),))[1]
+  nodes, weights = _legendre(order, q.dtype)
+  a = _safe_sqrt(q)[..., None]
+  u, w = _sinh_rule(-_TAIL_SIGMAS * a, _TAIL_SIGMAS * a, nodes, weights)
+  z = jnp.where(a > 0, u / jnp.where(a > 0, a, 1), 0)
+  w = w * jnp.exp(-z * z / 2)
+  mass = jnp.sum(w, axis=-1)
+  return jnp.sum(w * phi(u) ** 2, axis=-1) / mass, jnp.sum(w * dphi(u) ** 2, axis=-1) / mass
 
 
 def _closed_form(arch: _Arch) -> bool:
@@ -303,7 +385,14 @@ def _closed_form(arch: _Arch) -> bool:
 
 
 def _expectations(arch: _Arch, q11, q22, q12, on_diag):
-  """Layer expectations; where ``on_diag`` the pair is one point: q12 = q11 and det = 0 exactly."""
+  """Layer expectations; where ``on_diag`` the pair is one point: q12 = q11 and det = 0 exactly.
+
+  ``on_diag=True`` (the Python constant): every pair is one point, and only q11 is read.
+  """
+  if on_diag is True:
+    if _closed_form(arch):
+      return _CLOSED[arch.activation](q11, q11, q11, jnp.zeros_like(q11))
+    return _quadrature_diag(activation_fn(arch.activation), arch.quadrature_order, q11)
   q12 = jnp.where(on_diag, q11, q12)
   det = jnp.where(on_diag, 0, jnp.maximum(q11 * q22 - q12 * q12, 0))
   if _closed_form(arch):
@@ -343,9 +432,8 @@ def _recursion(arch: _Arch, x1, x2, same, sigma_w, sigma_b, diag_offset=0,
   n0 = x1.shape[1]
   sw2, sb2, cw, cb = _coefficients(arch, n0, sigma_w, sigma_b, x1.dtype)
 
-  # x x^T is not symmetrized (a transposed add costs more than the whole recursion on a CPU): it is
-  # bitwise symmetric on XLA:CPU, and the closed forms keep that symmetry exactly.
   gram = jnp.matmul(x1, x2.T, precision=HIGHEST)
+
   if same is False:
     on_diag = jnp.zeros(gram.shape, bool)
   elif isinstance(diag_offset, int) and diag_offset == 0:
@@ -354,7 +442,8 @@ def _recursion(arch: _Arch, x1, x2, same, sigma_w, sigma_b, diag_offset=0,
     rows = jax.lax.broadcasted_iota(jnp.int32, gram.shape, 0)
     on_diag = (jax.lax.broadcasted_iota(jnp.int32, gram.shape, 1) == rows + diag_offset) & same
   e11 = jnp.sum(x1 * x1, axis=1, keepdims=True) / n0
-  e22 = jnp.sum(x2 * x2, axis=1, keepdims=True).T / n0
+  # For a set with itself, x2's norms are x1's: two reductions may round differently.
+  e22 = e11.T if same is True else jnp.sum(x2 * x2, axis=1, keepdims=True).T / n0
   e12 = jnp.where(on_diag, e11, gram / n0)
   q11, q22, q12 = (sw2 * e + sb2 for e in (e11, e22, e12))
   ntk = cw(0) * e12 + cb
@@ -365,7 +454,7 @@ def _recursion(arch: _Arch, x1, x2, same, sigma_w, sigma_b, diag_offset=0,
       e12, ed12 = _symmetrize(e12, same), _symmetrize(ed12, same)
     # Both diagonals in one call (one quadrature program, not two); x2's is x1's when same is True.
     q_diag = q11[:, 0] if same is True else jnp.concatenate([q11[:, 0], q22[0]])
-    e_diag, _ = _expectations(arch, q_diag, q_diag, q_diag, jnp.ones(q_diag.shape, bool))
+    e_diag, _ = _expectations(arch, q_diag, q_diag, q_diag, True)
     e11 = e_diag[:n1, None]
     e22 = e11.T if same is True else e_diag[None, n1:]
     ntk = cw(l) * e12 + cb + sw2 * ed12 * ntk
@@ -419,7 +508,7 @@ def _strips(arch: _Arch, x1, x2, same, sigma_w, sigma_b, rows: int):
   symmetric = same is True
   num, b = _strip_layout(n1, rows, even=symmetric)
   if symmetric and num < 4:  # too few strips for the half to pay
-    return _recursion(arch, x1, x2, same, sigma_w, sigma_b)
+    return _mirrored(_recursion(arch, x1, x2, same, sigma_w, sigma_b), same)
   x1p = _pad_rows(x1, num * b)
   m1 = num * b
   half = num // 2
@@ -467,8 +556,27 @@ def _kernels(arch: _Arch, x1, x2, same, sigma_w, sigma_b, strip_rows: int | None
   """
   quadrature_self = not _closed_form(arch) and same is not False
   if strip_rows is None or x1.shape[0] < 2 * strip_rows or quadrature_self:
-    return _recursion(arch, x1, x2, same, sigma_w, sigma_b)
+    return _mirrored(_recursion(arch, x1, x2, same, sigma_w, sigma_b), same)
   return _strips(arch, x1, x2, same, sigma_w, sigma_b, strip_rows)
+
+
+def _mirrored(kernels, same):
+  """A kernel of a set with itself (``same is True``) with its strict lower triangle replaced by
+  the upper one's transpose: exactly symmetric.
+
+  The recursion is symmetric in exact arithmetic but not to the bit (XLA:CPU rounds (i, j) and
+  (j, i) differently: 1-ulp asymmetric kernels for sigma_b != 0 below 256 points). A plain
+  ``where(lower, k.T, k)`` is fused with the recursion, which is then recomputed at the transposed
+  index with other roundings; as the carry of a loop the kernels are materialized first. The loop
+  runs twice (mirroring is idempotent) because XLA inlines loops of one trip.
+  """
+  if same is not True:
+    return kernels
+  n = kernels[0].shape[0]
+  lower = np.tril(np.ones((n, n), bool), -1)
+  mirror = lambda _, ks: tuple(jnp.where(lower, k.T, k) for k in ks)
+  return jax.lax.fori_loop(0, 2, mirror, tuple(kernels))
+
 
 
 def _diag_recursion(arch: _Arch, x, sigma_w, sigma_b) -> tuple[jax.Array, jax.Array]:
@@ -477,9 +585,8 @@ def _diag_recursion(arch: _Arch, x, sigma_w, sigma_b) -> tuple[jax.Array, jax.Ar
   e = jnp.sum(x * x, axis=1) / n0
   q = sw2 * e + sb2
   ntk = cw(0) * e + cb
-  true = jnp.ones(q.shape, bool)
   for l in range(1, arch.depth):
-    e, ed = _expectations(arch, q, q, q, true)
+    e, ed = _expectations(arch, q, q, q, True)
     ntk = cw(l) * e + cb + sw2 * ed * ntk
     q = sw2 * e + sb2
   return q, ntk
@@ -496,6 +603,69 @@ def _diag_jit(x, sigma_w, sigma_b, *, arch: _Arch):
   return Kernels(*_diag_recursion(arch, x, sigma_w, sigma_b))
 
 
+#: Orders :func:`_resolve_order` tries, and the order used when the inputs are traced.
+QUADRATURE_ORDERS = (32, 64, 128, 256)
+TRACED_QUADRATURE_ORDER = 128
+
+
+def _default_rtol(dtype) -> float:
+  return 1e-6 if jnp.dtype(dtype) == jnp.float64 else 1e-5
+
+
+def _probe_rows(x: np.ndarray, count: int = 4) -> np.ndarray:
+  """Indices of the ``count`` largest-norm rows (the largest variances, the hardest integrands)
+  and ``count`` evenly spaced ones."""
+  norms = np.sum(np.asarray(x, np.float64) ** 2, axis=1)
+  spread = np.linspace(0, x.shape[0] - 1, min(count, x.shape[0])).astype(int)
+  return np.unique(np.concatenate([np.argsort(norms)[-count:], spread]))
+
+
+def _resolve_order(arch: _Arch, x1, x2, sigma_w, sigma_b, rtol: float | None) -> _Arch:
+  """Fix an automatic quadrature order from an error estimate on a probe of the inputs.
+
+  For n in :data:`QUADRATURE_ORDERS`, the NNGP and NTK of up to 16 probe points (the largest-norm
+  rows and a spread of the others, of x1 and x2) are computed at orders n and 2n; the first n whose
+  kernels move by at most ``rtol`` of the kernel scale is used (the rule converges exponentially
+  for analytic activations, so order 2n is far more accurate than n and the difference estimates
+  n's error). Traced inputs or scales cannot be probed: :data:`TRACED_QUADRATURE_ORDER`.
+
+  Raises:
+    ValueError: naming ``activation``, with the accuracy reached at the largest order, when no
+      order meets ``rtol``.
+  """
+  if _closed_form(arch) or arch.quadrature_order is not None:
+    return arch
+  if not all(_is_concrete(t) for t in (x1, x2, sigma_w, sigma_b)):
+    return arch._replace(quadrature_order=TRACED_QUADRATURE_ORDER)
+  x1 = np.asarray(x1)
+  probe = x1[_probe_rows(x1)]
+  if x2 is not None:
+    probe = np.concatenate([probe, np.asarray(x2)[_probe_rows(np.asarray(x2))]])
+  rtol = _default_rtol(probe.dtype) if rtol is None else float(rtol)
+  probe = jnp.asarray(probe)
+
+  def kernels(order):
+    return _kernels_jit(probe, probe, sigma_w, sigma_b, arch=arch._replace(quadrature_order=order),
+                        same=True)
+
+  prev, err = kernels(QUADRATURE_ORDERS[0]), math.inf
+  for n, n2 in zip(QUADRATURE_ORDERS, QUADRATURE_ORDERS[1:] + (2 * QUADRATURE_ORDERS[-1],)):
+    nxt = kernels(n2)
+    err = max(float(jnp.max(jnp.abs(a - b)) / jnp.maximum(jnp.max(jnp.abs(b)), 1e-300))
+              for a, b in zip(prev, nxt))
+    if err <= rtol:
+      return arch._replace(quadrature_order=n)
+    prev = nxt
+  q_in = float(jnp.max(jnp.asarray(sigma_w) ** 2 * jnp.sum(probe**2, 1) / probe.shape[1]
+                       + jnp.asarray(sigma_b) ** 2))
+  q_out = float(jnp.max(jnp.diag(nxt.nngp)))
+  raise ValueError(
+      f"activation: quadrature reaches only {err:.1e} relative accuracy at order "
+      f"{QUADRATURE_ORDERS[-1]} on these inputs (quadrature_rtol={rtol:.0e}; pre-activation "
+      f"variances up to {max(q_in, q_out):.3g}); use a closed-form activation {CLOSED_FORM}, "
+      "smaller inputs or scales, or a larger quadrature_rtol")
+
+
 # ----------------------------------------------------------------------------------------------
 # Public API.
 
@@ -510,7 +680,8 @@ def mlp_kernels(
     sigma_b: float | ArrayLike = 0.0,
     parametrization: Parametrization = "ntk",
     hidden_widths: Sequence[int] | None = None,
-    quadrature_order: int = 64,
+    quadrature_order: int | None = None,
+    quadrature_rtol: float | None = None,
 ) -> Kernels:
   r"""Infinite-width NNGP :math:`\Sigma^L(x_1, x_2)` and NTK :math:`\Theta^L(x_1, x_2)` of an MLP.
 
@@ -531,14 +702,19 @@ def mlp_kernels(
     parametrization: ``"ntk"`` or ``"standard"``.
     hidden_widths: the ``depth - 1`` hidden widths; only the standard parametrization's NTK uses
       them.
-    quadrature_order: Gauss-Hermite nodes per dimension for activations without a closed form.
+    quadrature_order: Gauss-Legendre nodes per dimension for activations without a closed form
+      (see the module docstring), or ``None`` to choose it from an error estimate on a probe of the
+      inputs (:func:`_resolve_order`; :data:`TRACED_QUADRATURE_ORDER` under tracing).
+    quadrature_rtol: the accuracy the automatic order must reach, relative to the kernel scale
+      (default 1e-6 in float64, 1e-5 in float32); ignored for closed forms and explicit orders.
 
   Returns:
     ``Kernels(nngp, ntk)``, each of shape ``(n1, n2)`` (``(n1, n1)`` when ``x2`` is None).
 
   Raises:
     ValueError: naming the argument, for non-2-D, empty or non-finite inputs, mismatched feature
-      dimensions, negative scales, unknown activations or parametrizations, bad widths.
+      dimensions, negative scales, unknown activations or parametrizations, bad widths, and when
+      no quadrature order reaches ``quadrature_rtol``.
 
   Example:
     >>> x = jnp.array([[1.0, 0.0], [0.6, 0.8]])
@@ -550,6 +726,7 @@ def mlp_kernels(
   arch = _check_arch(depth, activation, sigma_w, sigma_b, parametrization, hidden_widths,
                      quadrature_order)
   _check_pair(x1, x2)
+  arch = _resolve_order(arch, x1, x2, sigma_w, sigma_b, quadrature_rtol)
   x1 = jnp.asarray(x1)
   same = x2 is None
   x2 = x1 if same else jnp.asarray(x2)
@@ -566,7 +743,8 @@ def mlp_kernels_diag(
     sigma_b: float | ArrayLike = 0.0,
     parametrization: Parametrization = "ntk",
     hidden_widths: Sequence[int] | None = None,
-    quadrature_order: int = 64,
+    quadrature_order: int | None = None,
+    quadrature_rtol: float | None = None,
 ) -> Kernels:
   r"""The diagonals :math:`\Sigma^L(x, x)` and :math:`\Theta^L(x, x)` alone, in :math:`O(n)`.
 
@@ -584,6 +762,7 @@ def mlp_kernels_diag(
   arch = _check_arch(depth, activation, sigma_w, sigma_b, parametrization, hidden_widths,
                      quadrature_order)
   _check_inputs("x", x)
+  arch = _resolve_order(arch, x, None, sigma_w, sigma_b, quadrature_rtol)
   return _diag_jit(jnp.asarray(x), sigma_w, sigma_b, arch=arch)
 
 
@@ -627,7 +806,8 @@ def mlp_kernels_blocked(
     sigma_b: float = 0.0,
     parametrization: Parametrization = "ntk",
     hidden_widths: Sequence[int] | None = None,
-    quadrature_order: int = 64,
+    quadrature_order: int | None = None,
+    quadrature_rtol: float | None = None,
     block_size: int = 4096,
     which: Literal["both", "nngp", "ntk"] = "both",
     devices: Sequence[jax.Device] | None = None,
@@ -643,8 +823,8 @@ def mlp_kernels_blocked(
   tile has the same shape (the inputs are zero-padded), so the tile program compiles once.
 
   Args:
-    x1, x2, depth, activation, sigma_w, sigma_b, parametrization, hidden_widths, quadrature_order:
-      as in :func:`mlp_kernels` (here ``sigma_w`` and ``sigma_b`` are concrete numbers).
+    x1, x2, depth, activation, sigma_w, sigma_b, parametrization, hidden_widths, quadrature_order,
+    quadrature_rtol: as in :func:`mlp_kernels` (here ``sigma_w`` and ``sigma_b`` are concrete numbers).
     block_size: tile side.
     which: ``"both"``, ``"nngp"`` or ``"ntk"``: which kernels to bring back to the host.
     devices: ``None`` to run on the default device; a sequence of devices (e.g.
@@ -665,6 +845,7 @@ def mlp_kernels_blocked(
   arch = _check_arch(depth, activation, sigma_w, sigma_b, parametrization, hidden_widths,
                      quadrature_order)
   _check_pair(x1, x2)
+  arch = _resolve_order(arch, x1, x2, sigma_w, sigma_b, quadrature_rtol)
   if (isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer))
       or block_size < 1):
     raise ValueError(f"block_size: expected a positive integer, got {block_size!r}")
