@@ -146,13 +146,13 @@ class ReportTest(absltest.TestCase):
     for name in ("inside", "outside", "raises", "nan"):
       self.addCleanup(registry._REGISTRY.pop, f"test.{name}", None)  # pylint: disable=protected-access
     registry.register(id="test.inside", paper="P", claim="c", predicted="1", band=(0.9, 1.1))(
-        lambda preset: registry.Measurement(1.0 if preset == "quick" else 5.0, {"n": 3}))
+        lambda preset, seed: registry.Measurement(1.0 if preset == "quick" else 5.0 + seed, {"n": 3}))
     registry.register(id="test.outside", paper="P", claim="c", predicted="1", band=(0.9, 1.1))(
-        lambda preset: registry.Measurement(1.2))
+        lambda preset, seed: registry.Measurement(1.2))
     registry.register(id="test.raises", paper="P", claim="c", predicted="1", band=(0.9, 1.1))(
-        lambda preset: 1 / 0)
+        lambda preset, seed: 1 / 0)
     registry.register(id="test.nan", paper="P", claim="c", predicted="1", band=(-1e9, 1e9))(
-        lambda preset: registry.Measurement(float("nan")))
+        lambda preset, seed: registry.Measurement(float("nan")))
     with tempfile.TemporaryDirectory() as d:
       rows, header = report.run_report("quick", d, ["test."])
       verdict = {r["id"]: r["passed"] for r in rows}
@@ -172,6 +172,15 @@ class ReportTest(absltest.TestCase):
       self.assertTrue(math.isnan(registry.strict_max(bad)) and math.isnan(registry.strict_min(bad)))
     with self.assertRaisesRegex(ValueError, "registered twice"):
       registry.register(id="test.inside", paper="P", claim="c", predicted="1", band=(0, 1))(print)
+    with self.assertRaisesRegex(TypeError, "must take \\(preset, seed\\)"):
+      registry.register(id="test.noseed", paper="P", claim="c", predicted="1", band=(0, 1))(
+          lambda preset: registry.Measurement(1.0))
+    # Seed offsets give distinct, reproducible streams per role.
+    seeds = {registry.check_seed(s, r) for s in range(3) for r in ("problem", "data")}
+    self.assertEqual(len(seeds), 6)
+    self.assertEqual(registry.check_seed(2, "data"), registry.check_seed(2, "data"))
+    with self.assertRaisesRegex(ValueError, "^seed: expected a non-negative"):
+      registry.run_check(registry.get("test.inside"), "quick", seed=-1)
 
 
 if __name__ == "__main__":

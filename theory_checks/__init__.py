@@ -6,7 +6,8 @@ Importing this package imports every check module in it (so they register); ``lo
 import importlib
 import pkgutil
 
-from theory_checks.registry import Check, Measurement, Result, all_checks, get, register, run_check
+from theory_checks.registry import (Check, Measurement, Result, all_checks, check_key, check_seed, get,
+                                    register, run_check)
 
 
 def load_all() -> list[Check]:
@@ -17,4 +18,5 @@ def load_all() -> list[Check]:
   return all_checks()
 
 
-__all__ = ["Check", "Measurement", "Result", "all_checks", "get", "load_all", "register", "run_check"]
+__all__ = ["Check", "Measurement", "Result", "all_checks", "check_key", "check_seed", "get", "load_all",
+           "register", "run_check"]

@@ -149,7 +149,7 @@ def _measure(preset: str) -> dict:
           "sensing; smallest R^2 of log-linear fits on the later half of [1e-22, 1e-6] over alphas "
           "and seeds",
     predicted="1 (exp(-Omega(alpha^2 T)))", band=(0.99, 1.0))
-def linear(preset: str) -> Measurement:
+def linear(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   value = registry.strict_min(m["r2"])
   return Measurement(value=value, details=m["details"], figure=m["fig"])
@@ -162,7 +162,7 @@ def linear(preset: str) -> Measurement:
           "rate / alpha^2 (the fact sheet's statistic; per-seed spreads in details), the larger of "
           "MF and sensing",
     predicted="0 (rate proportional to alpha^2)", band=(0.0, 0.10))
-def alpha2_scaling(preset: str) -> Measurement:
+def alpha2_scaling(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   value = registry.strict_max(m["spread"])
   return Measurement(value=value, details=m["details"])
@@ -175,7 +175,7 @@ def alpha2_scaling(preset: str) -> Measurement:
           "ratio of the seed means of measured and predicted rates, worst over alphas (per-seed "
           "ratios and the exact -2 log(1 - eta lambda_min(F_T^T F_T)) in details)",
     predicted="1", band=(0.97, 1.03))
-def mf_imbalance_rate(preset: str) -> Measurement:
+def mf_imbalance_rate(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   return Measurement(value=common.worst(m["lambda_ratio"], 1.0), details=m["details"])
 
@@ -189,6 +189,6 @@ def mf_imbalance_rate(preset: str) -> Measurement:
           "too small, see PRESETS); the band starts at 1.1, not 1: passage times are recorded "
           "every 20 steps, and equal inits must not pass",
     predicted="> 1", band=(1.1, math.inf))
-def vs_balanced(preset: str) -> Measurement:
+def vs_balanced(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   return Measurement(value=float(np.min(m["speedup"])), details=m["details"])

@@ -80,7 +80,7 @@ def _measure(preset: str) -> dict:
           "Gaussian sensing); smallest R^2 of log-linear fits of |E_t|_F^2 on the later half of "
           "[1e-22, 1e-8], over cases and seeds",
     predicted="1 (exp(-Omega(T)))", band=(0.999, 1.0))
-def linear(preset: str) -> Measurement:
+def linear(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   value = registry.strict_min(m["r2"])
   return Measurement(value=value, details=m["details"], figure=m["fig"])
@@ -91,6 +91,6 @@ def linear(preset: str) -> Measurement:
     claim="k = r, MF: |E_t|_F^2 decays at rate -2 log(1 - eta sigma_r) (symmetric and asymmetric, "
           "kappa 4, and 1 in full); worst ratio measured/predicted over cases and seeds",
     predicted="1 (0.2107 at kappa 1, 0.0506 at kappa 4)", band=(0.95, 1.05))
-def mf_rate(preset: str) -> Measurement:
+def mf_rate(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   return Measurement(value=common.worst(m["ratios"], 1.0), details=m["details"])

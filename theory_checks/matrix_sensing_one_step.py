@@ -106,7 +106,7 @@ def _measure(preset: str) -> dict:
           "post-step rates across alpha, the larger of MF and sensing (per-seed spreads in "
           "details)",
     predicted="0 (MF: every alpha at -2 log(1 - eta) = 0.2107)", band=(0.0, 0.10))
-def alpha_independence(preset: str) -> Measurement:
+def alpha_independence(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   value = registry.strict_max(m["spread"])
   return Measurement(value=value, details=m["details"], figure=m["fig"])
@@ -117,7 +117,7 @@ def alpha_independence(preset: str) -> Measurement:
     claim="one-step modification (reconstruction): post-step rate >= 5x the unmodified GD rate at "
           "alpha <= 0.1 (same seeds); smallest ratio over alphas, seeds, MF and sensing",
     predicted=">= 5", band=(5.0, math.inf))
-def speedup(preset: str) -> Measurement:
+def speedup(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   value = registry.strict_min(m["speedup"])
   return Measurement(value=value, details=m["details"])

@@ -74,7 +74,7 @@ def _measure(preset: str) -> dict:
           "MF too in full); "
           "smallest R^2 of log-linear fits of |E_t|_F^2 on [T/10, T], T = 40/(eta alpha_min^2)",
     predicted="1 (linear)", band=(0.99, 1.0))
-def asymmetric_linear(preset: str) -> Measurement:
+def asymmetric_linear(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   r2 = m["r2"]["asym"]
   value = registry.strict_min(r2)
@@ -86,7 +86,7 @@ def asymmetric_linear(preset: str) -> Measurement:
     claim="PSD target, same k > r, alpha, eta and budget: X X^T is sublinear; largest R^2 of "
           "log-linear fits of |E_t|_F^2 on [T/10, T] (t^-2 gives 0.926, linear gives 1)",
     predicted="< 0.95 (sublinear)", band=(0.0, 0.95))
-def symmetric_sublinear(preset: str) -> Measurement:
+def symmetric_sublinear(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   r2 = m["r2"]["sym"]
   value = registry.strict_max(r2)

@@ -67,7 +67,7 @@ def _details(m: dict) -> dict:
     claim="symmetric GD, k > r, small init, MF: |X X^T - M*|_F^2 ~ t^-2; worst log-log slope on "
           "[T/2, T], T = 40/(eta alpha_min^2), over k in {4,5}, alphas, seeds",
     predicted="-2", band=(-2.1, -1.9))
-def slope(preset: str) -> Measurement:
+def slope(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   value = common.worst(np.concatenate([v.ravel() for v in m["slopes"].values()]), -2.0)
   return Measurement(value=value, details=_details(m), figure=m["fig"])
@@ -78,7 +78,7 @@ def slope(preset: str) -> Measurement:
     claim="symmetric GD, k > r, MF: eta^2 T^2 |E_T|_F^2 -> (k - r)/4, independent of alpha; worst "
           "ratio measured/predicted over k, alphas, seeds",
     predicted="1 (i.e. (k - r)/4)", band=(0.95, 1.05))
-def constant(preset: str) -> Measurement:
+def constant(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   value = common.worst(np.concatenate([v.ravel() for v in m["constants"].values()]), 1.0)
   return Measurement(value=value, details=_details(m))

@@ -67,7 +67,7 @@ def _measure(preset: str) -> dict:
           "to -2); worst log-log slope on [T/2, T], T = 40/(eta alpha_min^2), over k in {3,4}, "
           "alphas, seeds",
     predicted="-2 (approached from above)", band=(-2.2, -1.75))
-def slope(preset: str) -> Measurement:
+def slope(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   value = common.worst(np.concatenate(list(m["slopes"].values())), -2.0)
   return Measurement(value=value, details=m["details"], figure=m["fig"])
@@ -79,7 +79,7 @@ def slope(preset: str) -> Measurement:
           "log-linear fit of |E_t|^2 on the late window [T/10, T] over k, alphas, seeds (t^-2 "
           "gives 0.926)",
     predicted="< 0.95 (sublinear)", band=(0.0, 0.95))
-def not_linear(preset: str) -> Measurement:
+def not_linear(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   value = float(np.max(np.concatenate(list(m["r2s"].values()))))
   return Measurement(value=value, details=m["details"])

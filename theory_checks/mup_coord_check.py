@@ -44,7 +44,7 @@ def _details(cc) -> dict:
     claim="muP, 2-hidden-layer tanh MLP, one SGD step: every |dh^l| and |df| has width exponent 0; "
           "the exponent farthest from 0",
     predicted="0", band=(-0.1, 0.1))
-def mup_flat(preset_name: str) -> Measurement:
+def mup_flat(preset_name: str, seed: int) -> Measurement:
   cc = measure(preset_name, "mup")
   return Measurement(value=common.worst(cc.exponents("change")[1], 0.0), details=_details(cc),
                      figure=plot_coord_check(cc, title="muP coordinate check"))
@@ -54,7 +54,7 @@ def mup_flat(preset_name: str) -> Measurement:
     id="mup.coord_check_ntp", paper=common.PAPER,
     claim="NTP (kernel regime), one SGD step: |dh^1|, |dh^2| ~ n^-1/2; the exponent farthest from -1/2",
     predicted="-0.5", band=(-0.6, -0.4))
-def ntp_vanish(preset_name: str) -> Measurement:
+def ntp_vanish(preset_name: str, seed: int) -> Measurement:
   cc = measure(preset_name, "ntp")
   return Measurement(value=common.worst(cc.exponents("change")[1, :-1], -0.5),
                      details=_details(cc), figure=plot_coord_check(cc, title="NTP coordinate check"))
@@ -65,7 +65,7 @@ def ntp_vanish(preset_name: str) -> Measurement:
     claim="SP with a width-independent learning rate (c = 0, unstable), one SGD step: |df| blows up; "
           "its width exponent (lower bound asserted)",
     predicted=">= 0.5 (fact sheet: +0.60 for tanh; 1 for identity)", band=(0.5, float("inf")))
-def sp_blowup(preset_name: str) -> Measurement:
+def sp_blowup(preset_name: str, seed: int) -> Measurement:
   cc = measure(preset_name, "sp", 0.0)
   return Measurement(value=float(cc.exponents("change")[1, -1]), details=_details(cc),
                      figure=plot_coord_check(cc, title="SP (c = 0) coordinate check"))

@@ -37,7 +37,7 @@ NUM_RANDOM = {"quick": 5, "full": 12}
     claim="the classifier agrees with the paper's table (SP c=0,1; NTP c=0,1; MFP; muP): "
           "number of disagreements",
     predicted="0", band=(0.0, 0.0))
-def table(preset_name: str) -> Measurement:
+def table(preset_name: str, seed: int) -> Measurement:
   del preset_name
   rows, wrong = {}, 0
   for (name, depth, c), expected in TABLE:
@@ -65,7 +65,7 @@ def random_stable(rng: np.random.Generator, num: int) -> list[ABC]:
     claim="random stable parametrizations: predicted (from r_l) vs measured width exponents of "
           "|dh^1|, |dh^2|, |df| after one SGD step; largest gap",
     predicted="0", band=(0.0, 0.1))
-def measured(preset_name: str) -> Measurement:
+def measured(preset_name: str, seed: int) -> Measurement:
   cfg = common.COORD[preset_name]
   rng = np.random.default_rng(2011_14522)
   gaps, rows = [], {}

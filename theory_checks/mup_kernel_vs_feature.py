@@ -112,7 +112,7 @@ def _figure(m: dict) -> Figure:
     claim="NTP: (f_1 - f_0)/(eta chi_0) becomes flat in eta; width exponent of its curvature "
           "(1 hidden layer: O(1/n) corrections)",
     predicted="-1", band=(-1.1, -0.9))
-def ntp_flat(preset_name: str) -> Measurement:
+def ntp_flat(preset_name: str, seed: int) -> Measurement:
   m = _measure(preset_name)
   return Measurement(value=float(m["ntp"]["slope"]), details=_details(m), figure=_figure(m))
 
@@ -121,6 +121,6 @@ def ntp_flat(preset_name: str) -> Measurement:
     id="mup.kernel_vs_feature_mup", paper=common.PAPER,
     claim="muP: (f_1 - f_0)/(eta chi_0) stays curved in eta; width exponent of its curvature",
     predicted="0", band=(-0.1, 0.1))
-def mup_curved(preset_name: str) -> Measurement:
+def mup_curved(preset_name: str, seed: int) -> Measurement:
   m = _measure(preset_name)
   return Measurement(value=float(m["mup"]["slope"]), details=_details(m))

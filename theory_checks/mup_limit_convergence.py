@@ -83,7 +83,7 @@ def _result(m: dict, title: str) -> Measurement:
     claim="linear 1-hidden-layer muP nets under minibatch SGD -> the exact P/Q limit; width exponent "
           "of the RMS error",
     predicted="-0.5", band=(-0.6, -0.4))
-def linear(preset_name: str) -> Measurement:
+def linear(preset_name: str, seed: int) -> Measurement:
   return _result(_measure(preset_name, "identity"), "linear: finite widths -> limit")
 
 
@@ -92,5 +92,5 @@ def linear(preset_name: str) -> Measurement:
     claim="tanh 1-hidden-layer muP nets under minibatch SGD -> the exact limit (2-D trapezoid "
           "quadrature); width exponent of the RMS error",
     predicted="-0.5", band=(-0.6, -0.4))
-def tanh(preset_name: str) -> Measurement:
+def tanh(preset_name: str, seed: int) -> Measurement:
   return _result(_measure(preset_name, "tanh"), "tanh: finite widths -> limit")

@@ -58,7 +58,7 @@ def _details(res: dict) -> dict:
     claim="muP: the best learning rate moves by at most one grid step (x2) over a 16x width range "
           "(digits, widths 32..512); its shift in grid steps",
     predicted="0 (<= 1)", band=(0.0, 1.0))
-def mup_transfer(preset_name: str) -> Measurement:
+def mup_transfer(preset_name: str, seed: int) -> Measurement:
   res = _measure(preset_name)
   return Measurement(value=float(res["muP"].shift_in_grid_steps()), details=_details(res),
                      figure=plot_transfer(res, title="digits, training loss vs learning rate"))
@@ -69,6 +69,6 @@ def mup_transfer(preset_name: str) -> Measurement:
     claim="SP (width-independent learning rate): the best learning rate moves by at least two grid "
           "steps over the same 16x width range; its shift in grid steps",
     predicted="about 4 (LR* ~ 1/width)", band=(2.0, float("inf")))
-def sp_transfer(preset_name: str) -> Measurement:
+def sp_transfer(preset_name: str, seed: int) -> Measurement:
   res = _measure(preset_name)
   return Measurement(value=float(res["SP"].shift_in_grid_steps()), details=_details(res))

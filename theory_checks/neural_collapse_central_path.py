@@ -90,7 +90,7 @@ def _measure(preset: str) -> dict:
           "'e^{2 lH t} tr Sigma_B increases', over lambda_H in {0, 0.1} (quick; full adds 0.01, 0.5, "
           "1 and 4 seeds)",
     predicted="< 0 (strict monotonicity)", band=(-np.inf, 1e-12))
-def monotone(preset: str) -> Measurement:
+def monotone(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   details = {"per_statement_max_step_change": {k: common.rounded(v, 4)
                                                for k, v in m["violations"].items()},
@@ -105,7 +105,7 @@ def monotone(preset: str) -> Measurement:
     claim="Theorem 3.1: NC1~ -> 0 along the central path when lambda_H > 0: "
           "NC1~(H_20)/NC1~(H_0) at lambda_H = 0.1, lambda_W = sqrt 2 (worst seed)",
     predicted="-> 0 (sheet: 0.0577/1.288 = 0.045 at t = 20)", band=(0.0, 0.1))
-def nc1_to_zero(preset: str) -> Measurement:
+def nc1_to_zero(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   details = {"final_over_initial_nc1_tilde": {f"lambda_H={k:g}": common.rounded(v, 4)
                                               for k, v in m["ratios"].items()},

@@ -85,6 +85,6 @@ def _measure(preset: str) -> dict:
           "log-log slope over beta in {10, 30, 100, 300, 1000} (lambda_H = 0.1, lambda_W = sqrt 2), "
           "worst seed",
     predicted="-1", band=(-1.05, -0.95))
-def gap_slope(preset: str) -> Measurement:
+def gap_slope(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   return Measurement(value=m["slope"], details=m["details"], figure=m["fig"])

@@ -108,6 +108,6 @@ def _measure(preset: str) -> dict:
           "lambda_H = 0.1), doubling lambda_H moves the NC1~ reduction of eq. 2's minimizer R times "
           "more than doubling lambda_W",
     predicted="R = 3.34 (Theorem 4.2, isotropic E); > 1", band=(3.17, 3.51))
-def lambda_ratio(preset: str) -> Measurement:
+def lambda_ratio(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   return Measurement(value=m["value"], details=m["details"])

@@ -135,7 +135,7 @@ def _worst_slope(slopes):
           "largest error of sigma_min(F_kk) (relative), sigma_max(F_kk) = 1, the d-K unit singular "
           "values, sigma_max(F_kk') (in units of |F| = 1) and sigma_2(F_kk') (rank one)",
     predicted="0 + O(beta^-2)", band=(0.0, 1e-4))
-def beta100(preset: str) -> Measurement:
+def beta100(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   return Measurement(value=max(m["beta_ref_errors"]), details=m["per_lambda_H"], figure=m["fig"])
 
@@ -145,7 +145,7 @@ def beta100(preset: str) -> Measurement:
     claim="Theorem 4.2: relative error of sigma_min(F_kk) = 1 - sqrt(lambda_H/lambda_W)/beta shrinks "
           "like beta^-2: log-log slope over beta in {30, 100, 300, 1000} (quick), worst lambda_H",
     predicted="-2", band=(-2.1, -1.9))
-def diag_slope(preset: str) -> Measurement:
+def diag_slope(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   return Measurement(value=_worst_slope(m["diag_slopes"]),
                      details={"slopes": common.rounded(m["diag_slopes"], 5)})
@@ -156,7 +156,7 @@ def diag_slope(preset: str) -> Measurement:
     claim="Theorem 4.2: error of the rank-one cross blocks' sigma_max = 2 lambda_H (1 - sqrt(lH lW))/beta "
           "shrinks like beta^-2: log-log slope over beta in {30, 100, 300, 1000} (quick), worst lambda_H",
     predicted="-2", band=(-2.1, -1.9))
-def cross_slope(preset: str) -> Measurement:
+def cross_slope(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   return Measurement(value=_worst_slope(m["cross_slopes"]),
                      details={"slopes": common.rounded(m["cross_slopes"], 5)})

@@ -116,7 +116,7 @@ def _measure(preset: str) -> dict:
     claim="L-BFGS minimizers of the MSE UFM (with/without bias) and the CE UFM match the closed forms: "
           "largest abs error over f*, rho, W Hbar = (1-c)I, b = 1/K, hbar_G = 0, CE norms",
     predicted="0 (solver error only)", band=(0.0, 1e-6))
-def closed_forms(preset: str) -> Measurement:
+def closed_forms(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   details = {"errors": {k: common.rounded(v, 3) for k, v in m["errors"].items()},
              "f_values": m["f_values"], "closed_forms_vs_sheet": m["sheet"], **m["size"]}
@@ -128,7 +128,7 @@ def closed_forms(preset: str) -> Measurement:
     claim="the UFM minimizers are collapsed: largest NC1 = tr(Sigma_W Sigma_B^+)/K over the non-trivial "
           "MSE, MSE+bias and CE minimizers",
     predicted="0", band=(0.0, 1e-10))
-def minimizer_nc1(preset: str) -> Measurement:
+def minimizer_nc1(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   return Measurement(value=m["nc1"], details={"max_nc2_etf_means (sheet: < 1e-6)":
                                               common.rounded(m["nc2"], 3), **m["size"]})
@@ -139,6 +139,6 @@ def minimizer_nc1(preset: str) -> Measurement:
     claim="past the thresholds (sqrt(lH lW) >= 1 MSE, sqrt(n lW lH) >= 1/K CE) the minimizer is "
           "W = H = 0 (b = 0 for CE): largest entry of the L-BFGS minimizers",
     predicted="0", band=(0.0, 1e-6))
-def trivial_regime(preset: str) -> Measurement:
+def trivial_regime(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   return Measurement(value=m["trivial"], details={"f_values": m["f_values"], **m["size"]})

@@ -47,7 +47,7 @@ def digits_task(num_points: int) -> tuple[np.ndarray, np.ndarray]:
     claim="under kernel gradient descent the residual along each NTK eigenvector decays as "
           "exp(-eta lambda_i t / n)",
     predicted="fitted rate = eta lambda_i / n (relative deviation 0)", band=(0.0, 1e-9))
-def check(preset: str) -> Measurement:
+def check(preset: str, seed: int) -> Measurement:
   require_x64()
   s = SIZES[preset]
   x, y = digits_task(s["points"])

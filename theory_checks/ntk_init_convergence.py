@@ -60,7 +60,7 @@ def _inputs_and_keys(points: int, dim: int, widths: int, seeds: int):
     claim="at init the empirical NTK tends to the analytic NTK: relative Frobenius error "
           "~ width^-1/2",
     predicted="-0.5", band=(-0.6, -0.4))
-def check(preset: str) -> Measurement:
+def check(preset: str, seed: int) -> Measurement:
   require_x64()
   s = SIZES[preset]
   x, keys = _inputs_and_keys(s["points"], s["dim"], len(s["widths"]), s["seeds"])

@@ -64,7 +64,7 @@ def relative_changes(x, y, keys, *, width: int, steps: int) -> tuple[jax.Array, 
           "(arXiv:1909.11304)",
     claim="the relative change of the empirical NTK during GD training scales as width^-1",
     predicted="-1", band=(-1.2, -0.8))
-def check(preset: str) -> Measurement:
+def check(preset: str, seed: int) -> Measurement:
   require_x64()
   s = SIZES[preset]
   x, y = circle_task()

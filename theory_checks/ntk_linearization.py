@@ -84,7 +84,7 @@ def sup_gaps(y, f_eval, theta_eval_train, theta_inf_eval_train, *, steps: int, r
     paper="Lee et al. 2019 (arXiv:1902.06720), Theorem 2.1; Jacot et al. 2018 (arXiv:1806.07572)",
     claim="sup_t |f_t - f_lin_t| of a GD-trained network and its linearization ~ width^-1/2",
     predicted="-0.5", band=(-0.7, -0.3))
-def check(preset: str) -> Measurement:
+def check(preset: str, seed: int) -> Measurement:
   require_x64()
   s = SIZES[preset]
   x, y = circle_task()

@@ -58,7 +58,7 @@ def eigenvalue_ratios(activation: str, preset: str) -> dict[int, float]:
     claim="the limiting NTK of a non-polynomial activation is positive definite on distinct points "
           "of the sphere (min eigenvalue > 0)",
     predicted="lambda_min / lambda_max > 0", band=(1e-10, 1.0))
-def check(preset: str) -> Measurement:
+def check(preset: str, seed: int) -> Measurement:
   require_x64()
   per = {act: eigenvalue_ratios(act, preset) for act in SIZES[preset]["activations"]}
   value = min(min(r.values()) for r in per.values())
@@ -72,7 +72,7 @@ def check(preset: str) -> Measurement:
     paper="Jacot, Gabriel & Hongler 2018 (arXiv:1806.07572), Proposition 2 (polynomial case)",
     claim="the NTK of the identity activation is singular on more than d + 1 points of S^{d-1}",
     predicted="lambda_min / lambda_max = 0", band=(0.0, 1e-12))
-def check_identity(preset: str) -> Measurement:
+def check_identity(preset: str, seed: int) -> Measurement:
   require_x64()
   s = SIZES[preset]
   ratios = eigenvalue_ratios("identity", preset)

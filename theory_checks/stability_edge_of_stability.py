@@ -93,7 +93,7 @@ def _measure(preset: str) -> dict:
     claim="GD: after the sharpness first reaches 0.9 * 2/eta it hovers at 2/eta; the median of "
           "lambda_max eta / 2 after that point farthest from 1 over 3 step sizes",
     predicted="1", band=(0.95, 1.10))
-def sharpness(preset: str) -> Measurement:
+def sharpness(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   return Measurement(value=common.worst(m["medians"], 1.0), details=m["rows"], figure=m["fig"])
 
@@ -103,7 +103,7 @@ def sharpness(preset: str) -> Measurement:
     claim="GD at the edge of stability: the loss keeps decreasing over long windows; the largest ratio "
           "of consecutive mean losses over 4 equal windows after the onset, over 3 step sizes",
     predicted="< 1", band=(0.0, 1.0))
-def loss(preset: str) -> Measurement:
+def loss(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   r = m["ratios"]
   value = registry.strict_max(r)

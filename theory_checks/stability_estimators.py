@@ -140,7 +140,7 @@ def _accuracy(preset: str) -> dict:
           "with dense float64 eigendecompositions within their stated accuracy (1-5 MLP sizes); the "
           "largest error / stated tolerance",
     predicted="<= 1", band=(0.0, 1.0))
-def accuracy(preset: str) -> Measurement:
+def accuracy(preset: str, seed: int) -> Measurement:
   m = _accuracy(preset)
   return Measurement(value=m["value"], details=m["rows"])
 
@@ -150,7 +150,7 @@ def accuracy(preset: str) -> Measurement:
     claim="Hutchinson's trace estimate: RMS relative error over independent draws ~ probes^(-1/2); "
           "log-log slope over 4, 16, 64, 256 probes",
     predicted="-0.5", band=(-0.55, -0.45))
-def hutchinson_rate(preset: str) -> Measurement:
+def hutchinson_rate(preset: str, seed: int) -> Measurement:
   draws = PRESETS[preset]["draws"]
   _, params, _, loss = problem((6, 10, 3), 1)
   h = np.asarray(curvature.dense_hessian(loss, params))

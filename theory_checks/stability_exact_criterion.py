@@ -113,7 +113,7 @@ def _measure(preset: str) -> dict:
     claim="eta*(B) is non-decreasing in B (uniform batches, 3-6 problems, 5-7 batch sizes each); "
           "smallest ratio eta*(B') / eta*(B) of consecutive batch sizes",
     predicted=">= 1", band=(1.0 - 1e-9, 1e9))
-def monotone(preset: str) -> Measurement:
+def monotone(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   return Measurement(value=float(np.min(m["mono"])), details=m["rows"], figure=m["fig"])
 
@@ -122,7 +122,7 @@ def monotone(preset: str) -> Measurement:
     id="stability.exact_gd_limit", paper=common.EXACT,
     claim="at B = n the exact threshold is GD's: eta*(n) lambda_max(H) / 2 (worst over problems)",
     predicted="1", band=(1 - 1e-8, 1 + 1e-8))
-def gd_limit(preset: str) -> Measurement:
+def gd_limit(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   return Measurement(value=common.worst(m["gd"], 1.0), details=m["rows"])
 
@@ -132,7 +132,7 @@ def gd_limit(preset: str) -> Measurement:
     claim="orthogonal equal-norm gradients, B = 1: eta* = 2 / tr(H) (the trace bound is tight); "
           "eta* tr(H) / 2 worst over n = 2..16 (quick) / 2..64 (full)",
     predicted="1", band=(1 - 1e-8, 1 + 1e-8))
-def orthogonal(preset: str) -> Measurement:
+def orthogonal(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   return Measurement(value=common.worst(m["orth"], 1.0), details=m["rows"])
 
@@ -143,6 +143,6 @@ def orthogonal(preset: str) -> Measurement:
           "its growth rate, over eta / eta* in [0.9, 1.1], in units of eta* (worst over problems and "
           "B = 1, B = mid)",
     predicted="1", band=(0.99, 1.01))
-def recursion(preset: str) -> Measurement:
+def recursion(preset: str, seed: int) -> Measurement:
   m = _measure(preset)
   return Measurement(value=common.worst(m["crossings"], 1.0), details=m["rows"])

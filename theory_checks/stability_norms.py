@@ -56,7 +56,7 @@ def _figure(preset: str) -> Figure:
     claim="SGD (B = 1): the l1 norm (diagonal net) and path norm (ReLU net) at the end decrease as eta "
           "grows; max over models, seeds and consecutive step sizes of norm(eta_next) / norm(eta)",
     predicted="< 1 (about 0.5 per doubling)", band=(0.0, 0.9))
-def sgd_norms(preset: str) -> Measurement:
+def sgd_norms(preset: str, seed: int) -> Measurement:
   ratios = []
   for name in common.SETUPS:
     r = common.end_points(name, preset)["sgd"]
@@ -72,7 +72,7 @@ def sgd_norms(preset: str) -> Measurement:
     claim="GD: the norms at the end barely move with eta (no implicit regularization from the trace "
           "bound); the ratio norm(eta_max) / norm(eta_min) farthest from 1 over models and seeds",
     predicted="~1", band=(0.8, 1.25))
-def gd_norms(preset: str) -> Measurement:
+def gd_norms(preset: str, seed: int) -> Measurement:
   ratios = []
   for name in common.SETUPS:
     r = common.end_points(name, preset)["gd"]

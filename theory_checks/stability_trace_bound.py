@@ -57,7 +57,7 @@ def _collect(preset: str, alg: str, key: str) -> float:
     claim="B = 1 SGD end points satisfy tr(H) eta / 2 <= 1 (diagonal net and 2-layer ReLU net, "
           "4-5 step sizes, all seeds); max of tr(H) eta / 2 over converged runs",
     predicted="<= 1", band=(0.0, 1.02))
-def sgd_trace(preset: str) -> Measurement:
+def sgd_trace(preset: str, seed: int) -> Measurement:
   vals = _collect(preset, "sgd", "trace")
   value = registry.strict_max(vals)
   return Measurement(value=value, details=_details(preset, "sgd"), figure=common.bound_figure(preset))
@@ -68,7 +68,7 @@ def sgd_trace(preset: str) -> Measurement:
     claim="GD end points violate the SGD bound: min over converged GD runs (both nets, all step "
           "sizes) of tr(H) eta / 2",
     predicted="> 1 (fact sheet: >= 1.27)", band=(1.0, 1e9))
-def gd_trace(preset: str) -> Measurement:
+def gd_trace(preset: str, seed: int) -> Measurement:
   vals = _collect(preset, "gd", "trace")
   value = registry.strict_min(vals)
   return Measurement(value=value, details=_details(preset, "gd"))
@@ -79,7 +79,7 @@ def gd_trace(preset: str) -> Measurement:
     claim="GD end points satisfy only the GD condition lambda_max(H) eta / 2 <= 1: max over converged "
           "GD runs",
     predicted="<= 1", band=(0.0, 1.02))
-def gd_sharpness(preset: str) -> Measurement:
+def gd_sharpness(preset: str, seed: int) -> Measurement:
   vals = _collect(preset, "gd", "sharpness")
   value = registry.strict_max(vals)
   return Measurement(value=value, details=_details(preset, "gd"))
