@@ -5,7 +5,7 @@ randomly initialized network converges in probability to the deterministic limit
 fluctuations are Gaussian-like of size width^{-1/2}, so the relative Frobenius error
 ||Theta_hat - Theta^L||_F / ||Theta^L||_F, averaged over seeds, should fall as width^{-1/2}.
 
-Measured on a depth-3 ReLU MLP (2 hidden layers, sigma_w = 1, sigma_b = 0.1, NTK parametrization) on
+Measured on a depth-3 ReLU MLP (2 hidden layers, sigma_w = 1, sigma_b = 0.5, NTK parametrization) on
 points of the unit sphere S^3, with the structured empirical NTK; seeds vmapped (in batches).
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxopt_lab import ntk
 from jaxopt_lab.fitting import loglog_slope
-from theory_checks.registry import Measurement, register
+from theory_checks.registry import Measurement, check_key, register
 
 SIZES = {
     "quick": dict(widths=(64, 128, 256, 512, 1024), seeds=16, points=16, dim=4, seed_batch=16),
@@ -35,23 +35,38 @@ def require_x64() -> None:
 
 
 @functools.partial(jax.jit, static_argnames=("width", "seed_batch"))
-def relative_errors(x: jax.Array, keys: jax.Array, *, width: int, seed_batch: int) -> jax.Array:
-  """Per seed, ||Theta_hat - Theta^L||_F / ||Theta^L||_F of a width-``width`` depth-3 ReLU MLP."""
-  net = ntk.MLP((x.shape[1], width, width, 1), "relu", sigma_w=1.0, sigma_b=0.1)
+def empirical_kernels(x: jax.Array, keys: jax.Array, *, width: int, seed_batch: int):
+  """Per seed, the empirical NTK of a width-``width`` depth-3 ReLU MLP; and the analytic NTK."""
+  net = ntk.MLP((x.shape[1], width, width, 1), "relu", sigma_w=1.0, sigma_b=SIGMA_B)
   theta_inf = ntk.mlp_kernels(x, **net.kernel_kwargs()).ntk
-
-  def one(key):
-    theta = ntk.empirical_ntk(net, net.init(key), x, method="structured")
-    return jnp.linalg.norm(theta - theta_inf) / jnp.linalg.norm(theta_inf)
-
-  return jax.lax.map(one, keys, batch_size=seed_batch)
+  one = lambda key: ntk.empirical_ntk(net, net.init(key), x, method="structured")
+  return jax.lax.map(one, keys, batch_size=seed_batch), theta_inf
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _inputs_and_keys(points: int, dim: int, widths: int, seeds: int):
-  key_x, key_init = jax.random.split(jax.random.key(0))
-  return (ntk.sphere_inputs(key_x, points, dim, jnp.float64),
-          jax.random.split(key_init, (widths, seeds)))
+def _inputs_and_keys(points: int, dim: int, widths: int, seeds: int, seed: int):
+  return (ntk.sphere_inputs(check_key(seed, "inputs"), points, dim, jnp.float64),
+          jax.random.split(check_key(seed, "init"), (widths, seeds)))
+
+
+@functools.lru_cache(maxsize=4)
+def _measure(preset: str, seed: int):
+  """Per width: per-seed relative errors, and the seed-mean's deviation from the limit in units of
+  its standard error (both checks below read one run)."""
+  require_x64()
+  s = SIZES[preset]
+  x, keys = _inputs_and_keys(s["points"], s["dim"], len(s["widths"]), s["seeds"], seed)
+  errors, z = [], []
+  for w, k in zip(s["widths"], keys):
+    thetas, theta_inf = empirical_kernels(x, k, width=w, seed_batch=s["seed_batch"])
+    thetas, theta_inf = np.asarray(thetas), np.asarray(theta_inf)
+    errors.append(np.linalg.norm(thetas - theta_inf, axis=(1, 2)) / np.linalg.norm(theta_inf))
+    mean = thetas.mean(0)
+    se = np.sqrt(np.sum(thetas.var(0, ddof=1)) / len(thetas))  # E||mean - E theta||_F, roughly
+    z.append(float(np.linalg.norm(mean - theta_inf) / se))
+  return errors, z
+
+
+SIGMA_B = 0.5  # large enough that a kernel missing sigma_b^2 is off by many standard errors
 
 
 @register(
@@ -61,19 +76,35 @@ def _inputs_and_keys(points: int, dim: int, widths: int, seeds: int):
           "~ width^-1/2",
     predicted="-0.5", band=(-0.6, -0.4))
 def check(preset: str, seed: int) -> Measurement:
-  require_x64()
   s = SIZES[preset]
-  x, keys = _inputs_and_keys(s["points"], s["dim"], len(s["widths"]), s["seeds"])
-  errors = [np.asarray(relative_errors(x, k, width=w, seed_batch=s["seed_batch"]))
-            for w, k in zip(s["widths"], keys)]
+  errors, z = _measure(preset, seed)
   mean = np.array([e.mean() for e in errors])
   fit = loglog_slope(s["widths"], mean)
   return Measurement(
       value=fit.slope,
       details={"widths": list(s["widths"]), "mean_relative_error": mean.tolist(),
                "seed_std": [float(e.std()) for e in errors], "r2": fit.r2, "seeds": s["seeds"],
-               "points": s["points"], "dim": s["dim"]},
+               "points": s["points"], "dim": s["dim"], "sigma_b": SIGMA_B},
       figure=_figure(s["widths"], errors, fit))
+
+
+@register(
+    id="ntk.init_limit_value",
+    paper="Jacot, Gabriel & Hongler 2018 (arXiv:1806.07572), Theorem 1",
+    claim="the seed-average of the empirical NTK at the largest width equals the analytic NTK "
+          "within its standard error (a wrong but smooth limit fails)",
+    predicted="||mean - Theta^L||_F / SE ~ 1", band=(0.0, 3.0))
+def check_value(preset: str, seed: int) -> Measurement:
+  """The rate check above passes for a limit that is wrong by less than the fluctuations; this one
+  compares values. With S seeds, the seed-mean of Theta_hat has Frobenius noise
+  SE = sqrt(sum_ij Var(Theta_hat_ij) / S), so ||mean - Theta^L||_F / SE is about 1 (a chi-like
+  variable over the kernel's entries, correlated, hence not sharper than ~1 +- 1) when the limit is
+  right and the O(1/width) finite-width bias is small next to SE (it is: SE ~ width^-1/2 / sqrt(S)).
+  Band [0, 3]: three standard errors. A limit missing sigma_b^2 = 0.25 is off by >> 3 SE."""
+  s = SIZES[preset]
+  _, z = _measure(preset, seed)
+  return Measurement(value=z[-1], details={"widths": list(s["widths"]), "z_per_width": z,
+                                           "seeds": s["seeds"], "sigma_b": SIGMA_B})
 
 
 def _figure(widths, errors, fit):

@@ -26,7 +26,7 @@ import numpy as np
 from jaxopt_lab import ntk
 from jaxopt_lab.fitting import loglog_slope
 from theory_checks.ntk_init_convergence import require_x64
-from theory_checks.registry import Measurement, register
+from theory_checks.registry import Measurement, check_key, check_seed, register
 
 SIZES = {
     "quick": dict(widths=(32, 64, 128, 256), seeds=16, steps=100),
@@ -35,9 +35,12 @@ SIZES = {
 LEARNING_RATE = 1.0
 
 
-def circle_task(num_train: int = 8) -> tuple[np.ndarray, np.ndarray]:
-  """Training points x = (cos g, sin g) on the unit circle and targets sin(2g) + cos(g)/2."""
-  gamma = np.linspace(-np.pi, np.pi, num_train, endpoint=False)
+def circle_task(num_train: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Training points x = (cos g, sin g) on the unit circle and targets sin(2g) + cos(g)/2; the
+  grid of angles g is rotated by a phase drawn from the seed offset (seed 0: no rotation)."""
+  phase = 0.0 if seed == 0 else float(np.random.default_rng(check_seed(seed, "data")).uniform(
+      0, 2 * np.pi / num_train))
+  gamma = np.linspace(-np.pi, np.pi, num_train, endpoint=False) + phase
   x = np.stack([np.cos(gamma), np.sin(gamma)], axis=1)
   return x, (np.sin(2 * gamma) + 0.5 * np.cos(gamma))[:, None]
 
@@ -67,8 +70,8 @@ def relative_changes(x, y, keys, *, width: int, steps: int) -> tuple[jax.Array, 
 def check(preset: str, seed: int) -> Measurement:
   require_x64()
   s = SIZES[preset]
-  x, y = circle_task()
-  keys = jax.random.split(jax.random.key(1), (len(s["widths"]), s["seeds"]))
+  x, y = circle_task(seed=seed)
+  keys = jax.random.split(check_key(seed, "init"), (len(s["widths"]), s["seeds"]))
   kernel, weights = [], []
   for width, k in zip(s["widths"], keys):
     dk, dw = relative_changes(x, y, k, width=width, steps=s["steps"])

@@ -31,7 +31,7 @@ from jaxopt_lab import ntk
 from jaxopt_lab.fitting import loglog_slope
 from theory_checks.ntk_init_convergence import require_x64
 from theory_checks.ntk_kernel_change import LEARNING_RATE, circle_task
-from theory_checks.registry import Measurement, register
+from theory_checks.registry import Measurement, check_key, register
 
 SIZES = {
     "quick": dict(widths=(256, 512, 1024, 2048, 4096), seeds=32, steps=200, record_every=10),
@@ -87,10 +87,12 @@ def sup_gaps(y, f_eval, theta_eval_train, theta_inf_eval_train, *, steps: int, r
 def check(preset: str, seed: int) -> Measurement:
   require_x64()
   s = SIZES[preset]
-  x, y = circle_task()
-  gamma_test = np.linspace(-np.pi, np.pi, NUM_TEST, endpoint=False) + np.pi / NUM_TEST
+  x, y = circle_task(seed=seed)
+  gamma_train = np.arctan2(x[0, 1], x[0, 0])  # the (rotated) grid's first angle
+  gamma_test = (np.linspace(-np.pi, np.pi, NUM_TEST, endpoint=False) + np.pi / NUM_TEST
+                + gamma_train + np.pi)
   x_test = np.stack([np.cos(gamma_test), np.sin(gamma_test)], axis=1)
-  keys = jax.random.split(jax.random.key(2), (len(s["widths"]), s["seeds"]))
+  keys = jax.random.split(check_key(seed, "init"), (len(s["widths"]), s["seeds"]))
   x_eval = np.concatenate([x, x_test])
   theta_inf = ntk.mlp_kernels(x_eval, x, depth=2, **ARCH).ntk
   lin, inf = [], []

@@ -18,7 +18,6 @@ in theory, not certifiable in float64. In d = 4 the same happens to gelu beyond 
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +25,7 @@ import numpy as np
 
 from jaxopt_lab import ntk
 from theory_checks.ntk_init_convergence import require_x64
-from theory_checks.registry import Measurement, register
+from theory_checks.registry import Measurement, check_key, register
 
 SIZES = {
     "quick": dict(points=(8, 16, 32, 64), dim=8, activations=("relu", "erf", "tanh")),
@@ -35,15 +34,14 @@ SIZES = {
 ARCH = dict(depth=3, sigma_w=1.0, sigma_b=0.1)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _inputs(num: int, dim: int) -> jax.Array:
-  return ntk.sphere_inputs(jax.random.key(3), num, dim, jnp.float64)
+def _inputs(num: int, dim: int, seed: int) -> jax.Array:
+  return ntk.sphere_inputs(check_key(seed, "inputs"), num, dim, jnp.float64)
 
 
-def eigenvalue_ratios(activation: str, preset: str) -> dict[int, float]:
+def eigenvalue_ratios(activation: str, preset: str, seed: int) -> dict[int, float]:
   """lambda_min / lambda_max of the NTK on the first n points, for each n of the preset."""
   s = SIZES[preset]
-  x = _inputs(max(s["points"]), s["dim"])
+  x = _inputs(max(s["points"]), s["dim"], seed)
   theta = np.asarray(ntk.mlp_kernels(x, activation=activation, **ARCH).ntk)  # one compile
   ratios = {}
   for n in s["points"]:  # nested subsets of iid points are iid points
@@ -60,7 +58,7 @@ def eigenvalue_ratios(activation: str, preset: str) -> dict[int, float]:
     predicted="lambda_min / lambda_max > 0", band=(1e-10, 1.0))
 def check(preset: str, seed: int) -> Measurement:
   require_x64()
-  per = {act: eigenvalue_ratios(act, preset) for act in SIZES[preset]["activations"]}
+  per = {act: eigenvalue_ratios(act, preset, seed) for act in SIZES[preset]["activations"]}
   value = min(min(r.values()) for r in per.values())
   return Measurement(value=value, details={
       "min_eig_ratio": {a: {str(n): v for n, v in r.items()} for a, r in per.items()},
@@ -75,9 +73,9 @@ def check(preset: str, seed: int) -> Measurement:
 def check_identity(preset: str, seed: int) -> Measurement:
   require_x64()
   s = SIZES[preset]
-  ratios = eigenvalue_ratios("identity", preset)
+  ratios = eigenvalue_ratios("identity", preset, seed)
   over = {n: r for n, r in ratios.items() if n > s["dim"] + 1}
-  x = _inputs(max(s["points"]), s["dim"])
+  x = _inputs(max(s["points"]), s["dim"], seed)
   eig = np.linalg.eigvalsh(np.asarray(ntk.mlp_kernels(x, activation="identity", **ARCH).ntk))
   rank = int(np.sum(eig > 1e-10 * eig[-1]))
   return Measurement(value=max(abs(r) for r in over.values()), details={
