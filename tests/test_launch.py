@@ -2,6 +2,7 @@
 
 import glob
 import importlib.util
+import io
 import json
 import math
 import os
@@ -138,6 +139,42 @@ class ValidationTest(parameterized.TestCase):
         self.assertNotIn("Traceback", out.stderr)
 
 
+class FigureTest(absltest.TestCase):
+
+  def _sweep(self, lrs, num_steps=40):
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    from jaxopt_lab.engine.sweep import sweep  # pylint: disable=g-import-not-at-top
+    from tests.toy import TOY  # pylint: disable=g-import-not-at-top
+    return sweep(TOY, jnp.array([1.0, 2.0]), seeds=range(3), hp={"scale": 1.0, "lr": np.asarray(lrs)},
+                 num_steps=num_steps, record_every=4)
+
+  def test_figure_names_experiment_and_band_and_uses_log_axes(self):
+    from launch import results  # pylint: disable=g-import-not-at-top
+    from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+    fig = results.plot_metric(self._sweep([0.1, 0.2]), "loss", log_y=True, log_x=True, experiment="toy")
+    self.assertIsInstance(fig, Figure)
+    ax = fig.axes[0]
+    self.assertTrue(ax.get_title().startswith("toy: loss"))
+    self.assertIn("shaded: 5-95% over the finite seeds of 3", ax.get_title())
+    self.assertEqual((ax.get_xscale(), ax.get_yscale()), ("log", "log"))
+    self.assertLen(ax.lines, 2)
+
+  def test_all_diverged_says_so_without_warnings(self):
+    import warnings  # pylint: disable=g-import-not-at-top
+    from launch import results  # pylint: disable=g-import-not-at-top
+    res = self._sweep([1e6], num_steps=80)  # |1 - lr * a| >> 1: the state overflows by step 80
+    self.assertTrue(res.diverged.all())
+    with warnings.catch_warnings():
+      warnings.simplefilter("error")  # matplotlib's "No artists with labels" would raise here
+      fig = results.plot_metric(res, "loss", log_y=True, experiment="toy")
+      with tempfile.TemporaryDirectory() as d:
+        fig.savefig(os.path.join(d, "loss.png"))
+    ax = fig.axes[0]
+    self.assertEmpty(ax.lines)
+    self.assertIn("nothing to plot: all 3 runs diverged", " ".join(t.get_text() for t in ax.texts))
+
+
 class ReportTest(absltest.TestCase):
 
   def test_report_writes_table_and_decides_from_band(self):
@@ -153,8 +190,16 @@ class ReportTest(absltest.TestCase):
         lambda preset: 1 / 0)
     registry.register(id="test.nan", paper="P", claim="c", predicted="1", band=(-1e9, 1e9))(
         lambda preset: registry.Measurement(float("nan")))
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, mock.patch("sys.stdout", new_callable=io.StringIO) as out:
       rows, header = report.run_report("quick", d, ["test."])
+      printed = out.getvalue()
+      self.assertIn(f"results in {os.path.abspath(d)}", printed)
+      table = printed.splitlines()[1]
+      for column in ("check", "paper", "claim", "predicted", "measured", "band", "result", "time"):
+        self.assertIn(column, table)
+      self.assertRegex(printed, r"test\.inside +P +c +1 +1 +\[0\.9, 1\.1\] +PASS +\d+\.\ds")
+      self.assertIn("1/4 checks passed in", printed)
+      self.assertGreaterEqual(header["seconds"], sum(r["seconds"] for r in rows) - 1e-3)
       verdict = {r["id"]: r["passed"] for r in rows}
       self.assertEqual(verdict, {"test.inside": True, "test.outside": False, "test.raises": False,
                                  "test.nan": False})
@@ -163,8 +208,17 @@ class ReportTest(absltest.TestCase):
       self.assertEqual(saved["checks"][0]["details"], {"n": 3})
       self.assertIn("ZeroDivisionError", saved["checks"][2]["error"])
       md = open(os.path.join(d, "report.md")).read()
-      self.assertIn("| test.inside | P | c | 1 | 1 | [0.9, 1.1] | PASS |", md)
+      self.assertRegex(md, r"\| test\.inside \| P \| c \| 1 \| 1 \| \[0\.9, 1\.1\] \| PASS \| \d+\.\d \|")
       self.assertIn("| test.outside | P | c | 1 | 1.2 | [0.9, 1.1] | FAIL |", md)
+      self.assertIn("s in total", md)
+      self.assertIn("seconds", saved["checks"][0])
+    listed = report.list_checks([registry.get("test.inside"), registry.get("test.outside")], width=60)
+    self.assertEqual(listed.splitlines(), ["test.inside", "    P: c (predicted 1)", "test.outside",
+                                           "    P: c (predicted 1)"])
+    long_cells = {c: "a long claim about rates " * 8 for c in report._COLUMNS}  # pylint: disable=protected-access
+    lines = report.table_lines(long_cells, report.column_widths(200))
+    self.assertGreater(len(lines), 1)  # long cells wrap onto further lines, within the width
+    self.assertLessEqual(max(len(l) for l in lines), 200)
     self.assertFalse(registry.run_check(registry.get("test.inside"), "full").passed)
     self.assertEqual(registry.strict_max([[1.0, 3.0], [2.0, 0.0]]), 3.0)
     self.assertEqual(registry.strict_min([2.0, -1.0]), -1.0)
