@@ -10,7 +10,6 @@ import glob
 import json
 import os
 import re
-import tempfile
 
 import nbformat
 from absl.testing import absltest, parameterized
@@ -52,7 +51,7 @@ class ColabTest(parameterized.TestCase):
   @parameterized.named_parameters(*[(os.path.basename(p)[:-6], p) for p in NOTEBOOKS])
   def test_runs_on_quick_settings_and_shows_every_figure(self, path):
     nb = nbformat.read(path, as_version=4)
-    fig_dir = tempfile.mkdtemp(prefix="colab_figures_")
+    fig_dir = self.create_tempdir().full_path
     client = NotebookClient(nb, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": REPO}})
     client.execute(env=kernel_env(fig_dir))  # raises CellExecutionError with the failing cell's traceback
