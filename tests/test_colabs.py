@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import re
+import tempfile
 
 import nbformat
 from absl.testing import absltest, parameterized
@@ -51,17 +52,17 @@ class ColabTest(parameterized.TestCase):
   @parameterized.named_parameters(*[(os.path.basename(p)[:-6], p) for p in NOTEBOOKS])
   def test_runs_on_quick_settings_and_shows_every_figure(self, path):
     nb = nbformat.read(path, as_version=4)
-    fig_dir = self.create_tempdir().full_path
-    client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": REPO}})
-    client.execute(env=kernel_env(fig_dir))  # raises CellExecutionError with the failing cell's traceback
+    with tempfile.TemporaryDirectory() as fig_dir:
+      client = NotebookClient(nb, timeout=300, kernel_name="python3",
+                              resources={"metadata": {"path": REPO}})
+      client.execute(env=kernel_env(fig_dir))  # raises CellExecutionError with the cell's traceback
+      saved = sorted(os.listdir(fig_dir))
     drawing = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and _DRAWS.search(c.source)]
     self.assertNotEmpty(drawing, f"{path} draws no figure")
     for i, cell in drawing:
       self.assertGreater(png_outputs(cell), 0, f"{path}: cell {i} draws a figure but shows no image/png:\n"
                          + cell.source[:300])
     shown = sum(png_outputs(c) for c in nb.cells if c.cell_type == "code")
-    saved = sorted(os.listdir(fig_dir))
     self.assertLen(saved, shown, f"{path}: {shown} figures shown, {len(saved)} saved to "
                    f"JAXOPT_LAB_FIG_DIR: {saved}")
 
