@@ -90,6 +90,39 @@ class ValidationTest(parameterized.TestCase):
       with self.assertRaisesRegex(ValueError, message):
         experiment.run_config(config, workdir)
 
+  @parameterized.named_parameters(
+      ("unknown_model", "quick", dict(model="resnet"), "config.model must be one of"),
+      ("bad_loss", "mlp,quick", dict(mlp=dict(loss="hinge")), "config.mlp.loss must be"),
+      ("too_many_images", "mlp,quick", dict(mlp=dict(n_per_class=500)), r"n_per_class must be in \[1, 174\]"),
+      ("negative_decay", "mlp,quick", dict(hp=dict(lambda_feat=(-1e-3,))), "lambda_feat must be non-negative"),
+  )
+  def test_bad_neural_collapse_value_fails_before_compiling(self, variant, changes, message):
+    config = load_config(os.path.join(REPO, "launch", "configs", "neural_collapse.py"), variant)
+    for section, values in changes.items():
+      if isinstance(values, dict):
+        config[section].update(values)
+      else:
+        config[section] = values
+    with tempfile.TemporaryDirectory() as workdir, \
+        mock.patch("launch.experiment.sweep", side_effect=AssertionError("compiled")):
+      with self.assertRaisesRegex(ValueError, message):
+        experiment.run_config(config, workdir)
+    with self.assertRaisesRegex(ValueError, "unknown variant"):
+      load_config(os.path.join(REPO, "launch", "configs", "neural_collapse.py"), "quick,resnet")
+
+  @parameterized.named_parameters(("mlp", "mlp,quick"), ("central_path", "full_metrics,quick"))
+  def test_neural_collapse_records_nc1_to_nc4(self, variant):
+    config = load_config(os.path.join(REPO, "launch", "configs", "neural_collapse.py"), variant)
+    config.mlp.update(n_per_class=10, width=8)
+    config.sweep.update(num_seeds=1, num_steps=20, record_every=10, chunk_steps=20)
+    with tempfile.TemporaryDirectory() as workdir:
+      experiment.run_config(config, workdir)
+      metrics = pd.read_csv(os.path.join(workdir, "metrics.csv"))
+      for name in ("nc1", "nc2_etf_w", "nc3_self_duality", "nc4_ncc_mismatch"):
+        self.assertIn(name, metrics.columns)
+        self.assertTrue(os.path.exists(os.path.join(workdir, "figures", f"{name}.png")), name)
+      self.assertEqual(sorted(set(metrics["step"])), [10, 20])
+
   def test_sp_learning_rate_exponent_override(self):
     from launch.experiments import mup as mup_builder  # pylint: disable=g-import-not-at-top
     config = load_config(os.path.join(REPO, "launch", "configs", "mup.py"))
