@@ -95,7 +95,7 @@ def plot_metric(res: SweepResult, name: str, log_y: bool = False, log_x: bool = 
   """
   fig = Figure(figsize=(5.5, 3.8), layout="constrained")
   ax = fig.add_subplot()
-  drawn = 0
+  drawn, positive = 0, True
   for g, point in _grid_points(res):
     ok = ~res.diverged[(slice(None), *g)]
     vals = res.metrics[name][(slice(None), *g)][ok]
@@ -107,11 +107,12 @@ def plot_metric(res: SweepResult, name: str, log_y: bool = False, log_x: bool = 
     if vals.shape[0] > 1:
       ax.fill_between(res.steps, lo, hi, alpha=0.2, color=line.get_color())
     drawn += 1
+    positive &= bool(np.all(vals > 0))
   fixed = ", ".join(f"{k}={v:g}" for k, v in res.fixed.items())
   n_seeds, n_runs, n_div = len(res.seeds), int(res.diverged.size), int(res.diverged.sum())
   head = f"{experiment}: {name}" if experiment else name
-  band = (f"line: median, shaded: 5-95% over the finite seeds of {n_seeds}" if n_seeds > 1
-          else "1 seed, no band")
+  band = (f"line: median, shaded: 5-95% over {n_seeds} seeds (diverged runs left out)"
+          if n_seeds > 1 else "1 seed, no band")
   ax.set_title("\n".join(filter(None, (head, fixed, band + (f"; {n_div}/{n_runs} runs diverged"
                                                               if n_div else "")))), fontsize=8)
   ax.set_xlabel("step")
@@ -122,8 +123,6 @@ def plot_metric(res: SweepResult, name: str, log_y: bool = False, log_x: bool = 
     ax.set_xticks([])
     ax.set_yticks([])
     return fig
-  positive = all(np.all(res.metrics[name][(slice(None), *g)][~res.diverged[(slice(None), *g)]] > 0)
-                 for g, _ in _grid_points(res))
   if log_y and positive:  # a log axis for a metric that can be <= 0 would drop points silently
     ax.set_yscale("log")
   if log_x:

@@ -189,9 +189,11 @@ class FigureTest(absltest.TestCase):
     self.assertIsInstance(fig, Figure)
     ax = fig.axes[0]
     self.assertTrue(ax.get_title().startswith("toy: loss"))
-    self.assertIn("shaded: 5-95% over the finite seeds of 3", ax.get_title())
+    self.assertIn("shaded: 5-95% over 3 seeds", ax.get_title())
     self.assertEqual((ax.get_xscale(), ax.get_yscale()), ("log", "log"))
     self.assertLen(ax.lines, 2)
+    signed = results.plot_metric(self._sweep([0.1]), "x0", log_y=True)  # x0 takes both signs
+    self.assertEqual(signed.axes[0].get_yscale(), "linear")  # a log axis would hide half the points
 
   def test_all_diverged_says_so_without_warnings(self):
     import warnings  # pylint: disable=g-import-not-at-top
