@@ -201,7 +201,7 @@ def _mlp_records(p: MLPParams, X, labels, obj, num_classes: int) -> dict[str, ja
   H = mlp_features(p, X)[-1]
   rec = metrics.metrics_core(H, labels, p.W, p.b, num_classes)
   rec["objective"] = obj(p)
-  rec["accuracy"] = jnp.mean(jnp.argmax(p.W @ H + p.b[:, None], axis=0) == labels)
+  rec["accuracy"] = jnp.mean(jnp.argmax(p.W @ H + p.b[:, None], axis=0) == labels).astype(H.dtype)
   return rec
 
 
@@ -288,10 +288,11 @@ def mlp_algorithm(*, num_classes: int, width: int = 64, depth: int = 3, loss: st
   r""":func:`train_mlp` as an engine :class:`~jaxopt_lab.engine.algorithm.Algorithm` (sweeps, launcher).
 
   The problem is ``(X, labels)`` (``X`` ``(p, N)`` columns, labels ``(N,)``); ``init(key, problem)``
-  draws the network as :func:`train_mlp` does from the same key; ``step(state, problem, *,
-  lambda_feat, lambda_cls, lr)`` is one full-batch Adam step and reports what :func:`train_mlp`
-  records (NC1-NC4 of the penultimate features with the classifier, ``objective``, ``accuracy``),
-  computed only at recorded steps. No validation: :func:`train_mlp` and the launcher check inputs.
+  draws the network as :func:`train_mlp` does from the same key, in ``X``'s dtype;
+  ``step(state, problem, *, lambda_feat, lambda_cls, lr)`` is one full-batch Adam step and reports
+  what :func:`train_mlp` records (NC1-NC4 of the penultimate features with the classifier,
+  ``objective``, ``accuracy``), computed only at recorded steps. No validation: :func:`train_mlp`
+  and the launcher check inputs.
 
   Example:
     >>> data = load_digits_balanced(50)
@@ -308,6 +309,7 @@ def mlp_algorithm(*, num_classes: int, width: int = 64, depth: int = 3, loss: st
   def init(key, problem):
     X, _ = problem
     params = init_mlp(key, in_dim=X.shape[0], width=width, depth=depth, num_classes=num_classes)
+    params = jax.tree.map(lambda a: a.astype(X.dtype), params)  # the data's dtype throughout
     return MLPTrainState(params, optax.adam(1.0).init(params), jnp.zeros((), jnp.int32))
 
   def step(state, problem, *, lambda_feat, lambda_cls, lr):
