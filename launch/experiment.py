@@ -30,7 +30,8 @@ class ExperimentSpec(NamedTuple):
     problem: the shared problem pytree.
     hp: traced hyperparameters, scalars or 1-D grids.
     plot_metrics: metric names to plot against steps.
-    log_y: metric names plotted on a log scale.
+    log_y: metric names plotted on a log scale (exponential or power-law decay).
+    log_x: metric names plotted against a log step axis (power laws in the step).
   """
 
   algorithm: Algorithm
@@ -38,6 +39,7 @@ class ExperimentSpec(NamedTuple):
   hp: Mapping[str, Any]
   plot_metrics: Sequence[str] = ()
   log_y: Sequence[str] = ()
+  log_x: Sequence[str] = ()
 
 
 _BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], ExperimentSpec]] = {}
@@ -125,7 +127,8 @@ def run_config(config: ml_collections.ConfigDict, workdir: str) -> SweepResult:
               chunk_steps=s.chunk_steps or None, checkpoint_dir=os.path.join(workdir, "checkpoints"),
               meta={"config": json.loads(config.to_json_best_effort(sort_keys=True))})
   if jax.process_index() == 0:  # every host holds the gathered results; one writes them
-    results.write_all(res, workdir, plot_metrics=spec.plot_metrics, log_y=spec.log_y)
+    results.write_all(res, workdir, plot_metrics=spec.plot_metrics, log_y=spec.log_y,
+                      log_x=spec.log_x, experiment=config.experiment)
   n_div = int(res.diverged.sum())
   logging.info("done: %d runs, %d diverged; results in %s", res.diverged.size, n_div, workdir)
   return res

@@ -9,6 +9,7 @@ seeds), divergence.json, figures/*.png and checkpoints/. Run again with the same
 resume an interrupted sweep; a different config in the same workdir is refused.
 """
 
+import logging
 import sys
 
 from absl import app, flags
@@ -25,6 +26,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # JAX logs "Unable to initialize backend 'tpu'" at INFO on any machine without one: harmless noise.
+  logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
   experiment.maybe_initialize_distributed()
   try:
     experiment.run_config(_CONFIG.value, _WORKDIR.value)

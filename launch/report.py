@@ -1,27 +1,42 @@
 r"""The main job: runs every registered theory check and reports which claims held.
 
-    python -m launch.report                     # quick preset, results/ in the current directory
+    python -m launch.report                     # quick preset, results in ./results
+    python -m launch.report --list              # the check ids (with paper and claim), then exit
     python -m launch.report --preset=full --results_dir=/tmp/full --only=matrix_sensing
 
-Prints a table (paper, claim, predicted, measured, band, pass/fail) and writes report.md, report.json
-and figures/<check id>.png into the results directory. Checks run in float64 on whatever device JAX
-finds. Exits non-zero if any check failed.
+Prints a table (check, paper, claim, predicted, measured, band, pass/fail, seconds), wrapped to the
+terminal's width, one row as each check finishes, and writes report.md, report.json and
+figures/<check id>.png into the results directory: ``results/`` under the current directory unless
+``--results_dir`` says otherwise (its absolute path is printed first and last). Each check states the
+paper's prediction and a band; the measured number must land inside the band to pass. Checks run in
+float64 on whatever device JAX finds. Exits non-zero if any check failed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
+import shutil
 import sys
+import textwrap
 import time
 
 import jax
 from absl import app, flags
 
 _PRESET = flags.DEFINE_enum("preset", "quick", ["quick", "full"], "Sizes of the checks.")
-_RESULTS = flags.DEFINE_string("results_dir", "results", "Where report.md/json and figures go.")
+_RESULTS = flags.DEFINE_string("results_dir", "results",
+                               "Where report.md/json and figures go (default: ./results).")
 _ONLY = flags.DEFINE_list("only", [], "Run only checks whose id contains one of these strings.")
+_LIST = flags.DEFINE_bool("list", False, "Print the check ids with their paper and claim, and exit.")
+
+# Terminal-table columns: a share of the width left after the fixed-width columns, or a fixed width.
+_FLEX = {"check": 0.25, "paper": 0.17, "claim": 0.45, "predicted": 0.13}
+_MIN = {"check": 24, "paper": 18, "claim": 24, "predicted": 12}  # below these, lines run over
+_FIXED = {"measured": 10, "band": 20, "result": 6, "time": 7}
+_COLUMNS = ("check", "paper", "claim", "predicted", "measured", "band", "result", "time")
 
 
 def _fmt(x: float) -> str:
@@ -32,70 +47,127 @@ def _band(band) -> str:
   return f"[{_fmt(band[0])}, {_fmt(band[1])}]"
 
 
+def _verdict(row: dict) -> str:
+  return "PASS" if row["passed"] else ("ERROR" if row["error"] else "FAIL")
+
+
+def column_widths(total: int) -> dict[str, int]:
+  """Widths of the terminal table's columns for a terminal ``total`` characters wide."""
+  flexible = total - sum(_FIXED.values()) - 2 * (len(_COLUMNS) - 1)
+  widths = {name: max(_MIN[name], int(share * flexible)) for name, share in _FLEX.items()}
+  return {name: widths.get(name) or _FIXED[name] for name in _COLUMNS}
+
+
+def table_lines(cells: dict[str, str], widths: dict[str, int]) -> list[str]:
+  """One table row as text lines: each cell wrapped to its column's width, columns padded."""
+  wrapped = {c: textwrap.wrap(cells[c], widths[c], break_long_words=True) or [""] for c in _COLUMNS}
+  height = max(len(v) for v in wrapped.values())
+  right = {"measured", "time"}
+  return ["  ".join((wrapped[c][i] if i < len(wrapped[c]) else "").rjust(widths[c]) if c in right
+                    else (wrapped[c][i] if i < len(wrapped[c]) else "").ljust(widths[c])
+                    for c in _COLUMNS).rstrip()
+          for i in range(height)]
+
+
+def _cells(row: dict) -> dict[str, str]:
+  return {"check": row["id"], "paper": row["paper"], "claim": row["claim"],
+          "predicted": row["predicted"], "measured": _fmt(row["measured"]), "band": _band(row["band"]),
+          "result": _verdict(row), "time": f"{row['seconds']:.1f}s"}
+
+
 def render_markdown(rows: list[dict], header: dict) -> str:
   """The report as a Markdown table with one row per check."""
   lines = [f"# jaxopt_lab theory-check report ({header['preset']} preset)", "",
            f"{header['passed']}/{header['total']} checks passed on {header['device']} "
-           f"(jax {header['jax']}, {header['seconds']:.1f} s).", "",
-           "| check | paper | claim | predicted | measured | band | result |",
-           "|---|---|---|---|---|---|---|"]
+           f"(jax {header['jax']}, {header['seconds']:.1f} s in total).", "",
+           "Each check measures one number (a fitted rate, slope or limit) and passes if it lands "
+           "inside the band around the paper's prediction.", "",
+           "| check | paper | claim | predicted | measured | band | result | seconds |",
+           "|---|---|---|---|---|---|---|---|"]
+  cell = lambda text: str(text).replace("|", "\\|")  # claims hold |x| norms: escape Markdown's pipe
   for r in rows:
-    verdict = "PASS" if r["passed"] else ("ERROR" if r["error"] else "FAIL")
-    lines.append(f"| {r['id']} | {r['paper']} | {r['claim']} | {r['predicted']} | "
-                 f"{_fmt(r['measured'])} | {_band(r['band'])} | {verdict} |")
+    lines.append(f"| {r['id']} | {cell(r['paper'])} | {cell(r['claim'])} | {cell(r['predicted'])} | "
+                 f"{_fmt(r['measured'])} | {_band(r['band'])} | {_verdict(r)} | {r['seconds']:.1f} |")
   errors = [r for r in rows if r["error"]]
   if errors:
     lines += ["", "## Errors", ""] + [f"- {r['id']}: {r['error']}" for r in errors]
   return "\n".join(lines) + "\n"
 
 
-def run_report(preset: str, results_dir: str, only: list[str]) -> tuple[list[dict], dict]:
-  """Runs the selected checks, writes report.md/json and figures; returns the rows and header."""
-  jax.config.update("jax_enable_x64", True)
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  import theory_checks  # pylint: disable=g-import-not-at-top
+def list_checks(checks, width: int | None = None) -> str:
+  """The check ids, one block each: the id, then its paper and claim indented and wrapped."""
+  width = width or shutil.get_terminal_size((120, 24)).columns
+  out = []
+  for c in checks:
+    out.append(c.id)
+    out += textwrap.wrap(f"{c.paper}: {c.claim} (predicted {c.predicted})", width,
+                         initial_indent="    ", subsequent_indent="    ")
+  return "\n".join(out)
 
+
+def _select(only: list[str]):
+  import theory_checks  # pylint: disable=g-import-not-at-top
   checks = theory_checks.load_all()
   if only:
     checks = [c for c in checks if any(s in c.id for s in only)]
     if not checks:
-      raise app.UsageError(f"--only={only} matches no check; known: {[c.id for c in theory_checks.all_checks()]}")
+      raise app.UsageError(f"--only={only} matches no check; see `python -m launch.report --list`")
+  return checks
+
+
+def run_one(check, preset: str, results_dir: str) -> dict:
+  """Runs one check and saves its figure; its result record (a JSON-serialisable dict)."""
+  import theory_checks  # pylint: disable=g-import-not-at-top
+  res = theory_checks.run_check(check, preset)
+  row = res.row()
+  if res.figure is not None:  # a plain matplotlib Figure: saved, nothing to close
+    path = os.path.join("figures", f"{check.id}.png")
+    res.figure.savefig(os.path.join(results_dir, path), dpi=110)
+    row["figure"] = path
+  return row
+
+
+def run_report(preset: str, results_dir: str, only: list[str]) -> tuple[list[dict], dict]:
+  """Runs the selected checks, writes report.md/json and figures; returns the rows and header."""
+  jax.config.update("jax_enable_x64", True)
+  checks = _select(only)
+  results_dir = os.path.abspath(results_dir)
   os.makedirs(os.path.join(results_dir, "figures"), exist_ok=True)
+  print(f"{len(checks)} checks, {preset} preset; results in {results_dir}", flush=True)
+  widths = column_widths(shutil.get_terminal_size((160, 24)).columns)
+  head = table_lines({c: c for c in _COLUMNS}, widths)
+  print("\n".join(head + ["-" * len(head[0])]), flush=True)
   rows, t0 = [], time.perf_counter()
-  print(f"{'check':58s} {'measured':>11s} {'band':>22s}  result  time", flush=True)
   for check in checks:
-    res = theory_checks.run_check(check, preset)
-    row = res.row()
-    if res.figure is not None:
-      path = os.path.join("figures", f"{check.id}.png")
-      res.figure.savefig(os.path.join(results_dir, path), dpi=110)
-      plt.close(res.figure)
-      row["figure"] = path
+    row = run_one(check, preset, results_dir)
     rows.append(row)
-    verdict = "PASS" if res.passed else ("ERROR" if res.error else "FAIL")
-    print(f"{check.id:58s} {_fmt(res.measured):>11s} {_band(check.band):>22s}  {verdict:6s} "
-          f"{res.seconds:5.1f}s", flush=True)
-    if res.error:
-      print(f"    {res.error}", flush=True)
+    print("\n".join(table_lines(_cells(row), widths)), flush=True)
+    if row["error"]:
+      print(textwrap.indent(textwrap.fill(row["error"], widths["check"] + widths["paper"] + 40),
+                            "    "), flush=True)
   dev = jax.devices()[0]
   header = {"preset": preset, "passed": sum(r["passed"] for r in rows), "total": len(rows),
             "device": f"{len(jax.devices())} x {dev.device_kind} ({dev.platform})",
             "host": platform.node(), "jax": jax.__version__,
-            "seconds": time.perf_counter() - t0}
+            "seconds": round(time.perf_counter() - t0, 3), "results_dir": results_dir}
   with open(os.path.join(results_dir, "report.json"), "w") as f:
     json.dump({"header": header, "checks": rows}, f, indent=1)
   with open(os.path.join(results_dir, "report.md"), "w") as f:
     f.write(render_markdown(rows, header))
-  print(f"\n{header['passed']}/{header['total']} checks passed ({header['seconds']:.1f} s); "
-        f"report in {os.path.abspath(results_dir)}/report.md")
+  print(f"\n{header['passed']}/{header['total']} checks passed in {header['seconds']:.1f} s; "
+        f"report in {results_dir}/report.md (and report.json, figures/)")
   return rows, header
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # JAX probes for a TPU first and logs "Unable to initialize backend 'tpu'" at INFO on any other
+  # machine: harmless, and confusing as the first line a newcomer sees.
+  logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+  if _LIST.value:
+    print(list_checks(_select(_ONLY.value)))
+    return
   _, header = run_report(_PRESET.value, _RESULTS.value, _ONLY.value)
   sys.exit(0 if header["passed"] == header["total"] else 1)
 

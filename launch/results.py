@@ -11,11 +11,8 @@ import json
 import os
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
+from matplotlib.figure import Figure
 
 from jaxopt_lab.engine.sweep import SweepResult
 
@@ -88,9 +85,17 @@ def write_divergence(res: SweepResult, path: str) -> None:
     json.dump({"num_runs": int(res.diverged.size), "num_diverged": len(bad), "runs": bad}, f, indent=1)
 
 
-def plot_metric(res: SweepResult, name: str, log_y: bool = False):
-  """Median over finite seeds vs step, one line per grid point, with the 5-95% band; a Figure."""
-  fig, ax = plt.subplots(figsize=(5, 3.5))
+def plot_metric(res: SweepResult, name: str, log_y: bool = False, log_x: bool = False,
+                experiment: str = "") -> Figure:
+  """Median over finite seeds vs step, one line per grid point, shaded 5-95% over seeds; a Figure.
+
+  A plain ``matplotlib.figure.Figure`` (no pyplot state: the caller saves it; nothing to close). The
+  title names the experiment, the fixed hyperparameters and what the band is. A metric with nothing
+  finite left to draw (every run diverged) gives a figure that says so instead of empty axes.
+  """
+  fig = Figure(figsize=(5.5, 3.8), layout="constrained")
+  ax = fig.add_subplot()
+  drawn, positive = 0, True
   for g, point in _grid_points(res):
     ok = ~res.diverged[(slice(None), *g)]
     vals = res.metrics[name][(slice(None), *g)][ok]
@@ -99,20 +104,35 @@ def plot_metric(res: SweepResult, name: str, log_y: bool = False):
     lo, med, hi = np.quantile(vals, [0.05, 0.5, 0.95], axis=0)
     label = ", ".join(f"{k}={v:g}" for k, v in point.items()) or "all runs"
     (line,) = ax.plot(res.steps, med, label=label)
-    ax.fill_between(res.steps, lo, hi, alpha=0.2, color=line.get_color())
+    if vals.shape[0] > 1:
+      ax.fill_between(res.steps, lo, hi, alpha=0.2, color=line.get_color())
+    drawn += 1
+    positive &= bool(np.all(vals > 0))
+  fixed = ", ".join(f"{k}={v:g}" for k, v in res.fixed.items())
+  n_seeds, n_runs, n_div = len(res.seeds), int(res.diverged.size), int(res.diverged.sum())
+  head = f"{experiment}: {name}" if experiment else name
+  band = (f"line: median, shaded: 5-95% over {n_seeds} seeds (diverged runs left out)"
+          if n_seeds > 1 else "1 seed, no band")
+  ax.set_title("\n".join(filter(None, (head, fixed, band + (f"; {n_div}/{n_runs} runs diverged"
+                                                              if n_div else "")))), fontsize=8)
   ax.set_xlabel("step")
   ax.set_ylabel(name)
-  ax.set_title(", ".join(f"{k}={v:g}" for k, v in res.fixed.items()) + f"  ({len(res.seeds)} seeds)",
-               fontsize=8)
-  if log_y:
+  if not drawn:
+    ax.text(0.5, 0.5, f"nothing to plot: all {n_runs} runs diverged\n(see divergence.json)",
+            ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig
+  if log_y and positive:  # a log axis for a metric that can be <= 0 would drop points silently
     ax.set_yscale("log")
+  if log_x:
+    ax.set_xscale("log")
   ax.legend(fontsize=7)
-  fig.tight_layout()
   return fig
 
 
 def write_all(res: SweepResult, workdir: str, plot_metrics: Sequence[str] = (),
-              log_y: Sequence[str] = ()) -> None:
+              log_y: Sequence[str] = (), log_x: Sequence[str] = (), experiment: str = "") -> None:
   """Writes runs.csv, metrics.csv, summary.csv, divergence.json and figures/<metric>.png."""
   write_runs(res, os.path.join(workdir, "runs.csv"))
   write_metrics(res, os.path.join(workdir, "metrics.csv"))
@@ -120,6 +140,5 @@ def write_all(res: SweepResult, workdir: str, plot_metrics: Sequence[str] = (),
   write_divergence(res, os.path.join(workdir, "divergence.json"))
   os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
   for name in plot_metrics:
-    fig = plot_metric(res, name, log_y=name in log_y)
+    fig = plot_metric(res, name, log_y=name in log_y, log_x=name in log_x, experiment=experiment)
     fig.savefig(os.path.join(workdir, "figures", f"{name}.png"), dpi=120)
-    plt.close(fig)

@@ -23,6 +23,7 @@ from jaxopt_lab.engine.sweep import sweep
 from jaxopt_lab.matrix_sensing import algorithms as ms
 from jaxopt_lab.matrix_sensing.problem import make_problem
 from jaxopt_lab.mup.parametrization import MLP, Task, preset, train_algorithm
+from jaxopt_lab.neural_collapse import features as nc_features
 from jaxopt_lab.stability import models as stab_models
 from jaxopt_lab.stability import training as stab_training
 from tests.toy import TOY
@@ -74,6 +75,12 @@ CASES += [
          lambda dt: stab_models.sparse_regression_data(jax.random.key(1), d=6, n=10, sparsity=2,
                                                        n_test=4, dtype=dt),
          {"eta": 0.05, "clip": 10.0}, {"eta": 0.02, "clip": 5.0}),
+]
+CASES += [
+    Case("nc_mlp_adam", nc_features.mlp_algorithm(num_classes=3, width=6, depth=2, loss="ce"),
+         lambda dt: (jax.random.normal(jax.random.key(2), (5, 12), dt), jnp.repeat(jnp.arange(3), 4)),
+         {"lambda_feat": 1e-3, "lambda_cls": 5e-4, "lr": 1e-2},
+         {"lambda_feat": 0.0, "lambda_cls": 1e-3, "lr": 3e-3}),
 ]
 STEPS, EVERY = 20, 5
 

@@ -2,6 +2,7 @@
 
 import glob
 import importlib.util
+import io
 import json
 import math
 import os
@@ -89,6 +90,39 @@ class ValidationTest(parameterized.TestCase):
       with self.assertRaisesRegex(ValueError, message):
         experiment.run_config(config, workdir)
 
+  @parameterized.named_parameters(
+      ("unknown_model", "quick", dict(model="resnet"), "config.model must be one of"),
+      ("bad_loss", "mlp,quick", dict(mlp=dict(loss="hinge")), "config.mlp.loss must be"),
+      ("too_many_images", "mlp,quick", dict(mlp=dict(n_per_class=500)), r"n_per_class must be in \[1, 174\]"),
+      ("negative_decay", "mlp,quick", dict(hp=dict(lambda_feat=(-1e-3,))), "lambda_feat must be non-negative"),
+  )
+  def test_bad_neural_collapse_value_fails_before_compiling(self, variant, changes, message):
+    config = load_config(os.path.join(REPO, "launch", "configs", "neural_collapse.py"), variant)
+    for section, values in changes.items():
+      if isinstance(values, dict):
+        config[section].update(values)
+      else:
+        config[section] = values
+    with tempfile.TemporaryDirectory() as workdir, \
+        mock.patch("launch.experiment.sweep", side_effect=AssertionError("compiled")):
+      with self.assertRaisesRegex(ValueError, message):
+        experiment.run_config(config, workdir)
+    with self.assertRaisesRegex(ValueError, "unknown variant"):
+      load_config(os.path.join(REPO, "launch", "configs", "neural_collapse.py"), "quick,resnet")
+
+  @parameterized.named_parameters(("mlp", "mlp,quick"), ("central_path", "full_metrics,quick"))
+  def test_neural_collapse_records_nc1_to_nc4(self, variant):
+    config = load_config(os.path.join(REPO, "launch", "configs", "neural_collapse.py"), variant)
+    config.mlp.update(n_per_class=10, width=8)
+    config.sweep.update(num_seeds=1, num_steps=20, record_every=10, chunk_steps=20)
+    with tempfile.TemporaryDirectory() as workdir:
+      experiment.run_config(config, workdir)
+      metrics = pd.read_csv(os.path.join(workdir, "metrics.csv"))
+      for name in ("nc1", "nc2_etf_w", "nc3_self_duality", "nc4_ncc_mismatch"):
+        self.assertIn(name, metrics.columns)
+        self.assertTrue(os.path.exists(os.path.join(workdir, "figures", f"{name}.png")), name)
+      self.assertEqual(sorted(set(metrics["step"])), [10, 20])
+
   def test_sp_learning_rate_exponent_override(self):
     from launch.experiments import mup as mup_builder  # pylint: disable=g-import-not-at-top
     config = load_config(os.path.join(REPO, "launch", "configs", "mup.py"))
@@ -138,6 +172,44 @@ class ValidationTest(parameterized.TestCase):
         self.assertNotIn("Traceback", out.stderr)
 
 
+class FigureTest(absltest.TestCase):
+
+  def _sweep(self, lrs, num_steps=40):
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    from jaxopt_lab.engine.sweep import sweep  # pylint: disable=g-import-not-at-top
+    from tests.toy import TOY  # pylint: disable=g-import-not-at-top
+    return sweep(TOY, jnp.array([1.0, 2.0]), seeds=range(3), hp={"scale": 1.0, "lr": np.asarray(lrs)},
+                 num_steps=num_steps, record_every=4)
+
+  def test_figure_names_experiment_and_band_and_uses_log_axes(self):
+    from launch import results  # pylint: disable=g-import-not-at-top
+    from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+    fig = results.plot_metric(self._sweep([0.1, 0.2]), "loss", log_y=True, log_x=True, experiment="toy")
+    self.assertIsInstance(fig, Figure)
+    ax = fig.axes[0]
+    self.assertTrue(ax.get_title().startswith("toy: loss"))
+    self.assertIn("shaded: 5-95% over 3 seeds", ax.get_title())
+    self.assertEqual((ax.get_xscale(), ax.get_yscale()), ("log", "log"))
+    self.assertLen(ax.lines, 2)
+    signed = results.plot_metric(self._sweep([0.1]), "x0", log_y=True)  # x0 takes both signs
+    self.assertEqual(signed.axes[0].get_yscale(), "linear")  # a log axis would hide half the points
+
+  def test_all_diverged_says_so_without_warnings(self):
+    import warnings  # pylint: disable=g-import-not-at-top
+    from launch import results  # pylint: disable=g-import-not-at-top
+    res = self._sweep([1e6], num_steps=80)  # |1 - lr * a| >> 1: the state overflows by step 80
+    self.assertTrue(res.diverged.all())
+    with warnings.catch_warnings():
+      warnings.simplefilter("error")  # matplotlib's "No artists with labels" would raise here
+      fig = results.plot_metric(res, "loss", log_y=True, experiment="toy")
+      with tempfile.TemporaryDirectory() as d:
+        fig.savefig(os.path.join(d, "loss.png"))
+    ax = fig.axes[0]
+    self.assertEmpty(ax.lines)
+    self.assertIn("nothing to plot: all 3 runs diverged", " ".join(t.get_text() for t in ax.texts))
+
+
 class ReportTest(absltest.TestCase):
 
   def test_report_writes_table_and_decides_from_band(self):
@@ -153,8 +225,16 @@ class ReportTest(absltest.TestCase):
         lambda preset, seed: 1 / 0)
     registry.register(id="test.nan", paper="P", claim="c", predicted="1", band=(-1e9, 1e9))(
         lambda preset, seed: registry.Measurement(float("nan")))
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, mock.patch("sys.stdout", new_callable=io.StringIO) as out:
       rows, header = report.run_report("quick", d, ["test."])
+      printed = out.getvalue()
+      self.assertIn(f"results in {os.path.abspath(d)}", printed)
+      table = printed.splitlines()[1]
+      for column in ("check", "paper", "claim", "predicted", "measured", "band", "result", "time"):
+        self.assertIn(column, table)
+      self.assertRegex(printed, r"test\.inside +P +c +1 +1 +\[0\.9, 1\.1\] +PASS +\d+\.\ds")
+      self.assertIn("1/4 checks passed in", printed)
+      self.assertGreaterEqual(header["seconds"], sum(r["seconds"] for r in rows) - 1e-3)
       verdict = {r["id"]: r["passed"] for r in rows}
       self.assertEqual(verdict, {"test.inside": True, "test.outside": False, "test.raises": False,
                                  "test.nan": False})
@@ -163,8 +243,17 @@ class ReportTest(absltest.TestCase):
       self.assertEqual(saved["checks"][0]["details"], {"n": 3})
       self.assertIn("ZeroDivisionError", saved["checks"][2]["error"])
       md = open(os.path.join(d, "report.md")).read()
-      self.assertIn("| test.inside | P | c | 1 | 1 | [0.9, 1.1] | PASS |", md)
+      self.assertRegex(md, r"\| test\.inside \| P \| c \| 1 \| 1 \| \[0\.9, 1\.1\] \| PASS \| \d+\.\d \|")
       self.assertIn("| test.outside | P | c | 1 | 1.2 | [0.9, 1.1] | FAIL |", md)
+      self.assertIn("s in total", md)
+      self.assertIn("seconds", saved["checks"][0])
+    listed = report.list_checks([registry.get("test.inside"), registry.get("test.outside")], width=60)
+    self.assertEqual(listed.splitlines(), ["test.inside", "    P: c (predicted 1)", "test.outside",
+                                           "    P: c (predicted 1)"])
+    long_cells = {c: "a long claim about rates " * 8 for c in report._COLUMNS}  # pylint: disable=protected-access
+    lines = report.table_lines(long_cells, report.column_widths(200))
+    self.assertGreater(len(lines), 1)  # long cells wrap onto further lines, within the width
+    self.assertLessEqual(max(len(l) for l in lines), 200)
     self.assertFalse(registry.run_check(registry.get("test.inside"), "full").passed)
     self.assertEqual(registry.strict_max([[1.0, 3.0], [2.0, 0.0]]), 3.0)
     self.assertEqual(registry.strict_min([2.0, -1.0]), -1.0)

@@ -30,7 +30,9 @@ class CoordCheckTest(absltest.TestCase):
     np.testing.assert_allclose(ntp.exponents("change")[1, :2], -0.5, atol=0.15)
     self.assertGreater(sp.exponents("change")[1, -1], 0.5)
     self.assertTrue(np.all(np.isnan(mup.exponents("change")[0])))  # no change at step 0
-    self.assertIsInstance(plot_coord_check(mup), Figure)
+    fig = plot_coord_check(mup)
+    self.assertIsInstance(fig, Figure)
+    self.assertTrue(fig._repr_png_().startswith(b"\x89PNG"))  # IPython displays it inline
 
   def test_seed_batches_equal_vmap_and_single_seeds(self):
     a = _cc("mup", seeds=range(5), widths=(16, 32))  # one seed at a time (the default)

@@ -29,7 +29,9 @@ class TransferTest(absltest.TestCase):
     np.testing.assert_array_equal(r.best_lr, np.asarray(lrs)[np.argmin(r.final_loss, axis=1)])
     # Base width 16: SP and muP are the same network there, so their curves coincide bit for bit.
     np.testing.assert_array_equal(res["SP"].loss[0], r.loss[0])
-    self.assertIsInstance(plot_transfer(res), Figure)
+    fig = plot_transfer(res)
+    self.assertIsInstance(fig, Figure)
+    self.assertTrue(fig._repr_png_().startswith(b"\x89PNG"))  # IPython displays it inline
     with self.assertRaisesRegex(ValueError, "lrs"):
       transfer_sweep(MLP(preset("mup", 1), 4, 16, 1), [16], task, lrs=[0.0])
 

@@ -71,11 +71,24 @@ class TrainingTest(absltest.TestCase):
     # Measured 0.47 (input) -> 0.11 -> 0.031 -> 0.013; each trained layer must reduce NC1.
     self.assertTrue(np.all(np.diff(nc["nc1"]) < 0), nc["nc1"])
 
+  def test_mlp_algorithm_matches_train_mlp(self):
+    from jaxopt_lab.engine import run  # pylint: disable=g-import-not-at-top
+    hp = {"lambda_feat": 1e-3, "lambda_cls": 5e-4, "lr": 3e-3}
+    ref = features.train_mlp(jax.random.key(2), self.data.H, self.data.labels, num_classes=10,
+                             width=16, depth=2, loss="ce", num_steps=40, record_every=20, **hp)
+    alg = features.mlp_algorithm(num_classes=10, width=16, depth=2, loss="ce")
+    _, recs = run(alg, jax.random.key(2), (self.data.H, self.data.labels), hp, num_steps=40,
+                  record_every=20)
+    for name in ("nc1", "nc2_etf_w", "nc3_self_duality", "nc4_ncc_mismatch", "objective", "accuracy"):
+      np.testing.assert_allclose(recs[name], ref.records[name], rtol=1e-9, atol=1e-12, err_msg=name)
+    np.testing.assert_array_equal(recs["step"], ref.records["step"])
+
   def test_train_mlp_records_and_fits(self):
     res = features.train_mlp(jax.random.key(1), self.data.H, self.data.labels, num_classes=10,
                              width=32, depth=2, num_steps=300, record_every=100)
     r = res.records
     self.assertEqual(r["nc1"].shape, (3,))
+    np.testing.assert_array_equal(r["step"], [100, 200, 300])
     self.assertEqual(float(r["accuracy"][-1]), 1.0)
     self.assertLess(float(r["nc1"][-1]), float(r["nc1"][0]))
     with self.assertRaisesRegex(ValueError, "loss must be"):

@@ -108,6 +108,16 @@ class CentralPathTest(parameterized.TestCase):
     np.testing.assert_allclose(state.inner.H, ref.final, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(recs["nc1_tilde"], ref.records["nc1_tilde"][100::100], rtol=1e-12)
 
+  def test_engine_algorithm_full_metrics_match_flow(self):
+    H0 = h0(10)
+    alg = flows.central_path_algorithm(num_classes=K, n=N, d=D, dt=0.01, full_metrics=True)
+    _, recs = run(alg, jax.random.key(0), H0, {"lambda_W": LW, "lambda_H": LH}, num_steps=200,
+                  record_every=100)
+    ref = flows.central_path_flow(H0, num_classes=K, lambda_W=LW, lambda_H=LH, dt=0.01,
+                                  num_steps=200, record_every=100, full_metrics=True).records
+    for name in ("nc1", "nc2_etf_w", "nc3_self_duality", "nc4_ncc_mismatch"):
+      np.testing.assert_allclose(recs[name], ref[name][1:], rtol=1e-10, atol=1e-14, err_msg=name)
+
 
 class JointFlowTest(absltest.TestCase):
 
@@ -121,6 +131,21 @@ class JointFlowTest(absltest.TestCase):
     self.assertLess(np.diff(loss).max(), 0.0)
     # Decays like e^{-2 lambda_H t}: measured 2e-11 above f* at t = 100.
     self.assertLess(loss[-1] - float(models.mse_closed_form(k, LW, LH).f_star), 1e-9)
+
+  def test_full_metrics_use_the_flows_own_classifier(self):
+    from jaxopt_lab.neural_collapse import metrics  # pylint: disable=g-import-not-at-top
+    k, n, d = 4, 5, 6
+    H0 = 0.3 * jax.random.normal(jax.random.key(2), (d, k * n))
+    W0 = 0.3 * jax.random.normal(jax.random.key(3), (k, d))
+    kw = dict(num_classes=k, lambda_W=LW, lambda_H=LH, dt=0.02, num_steps=400, record_every=200)
+    res = flows.joint_flow(W0, H0, full_metrics=True, **kw)
+    ref = metrics.collapse_metrics(res.final.H, metrics.class_by_class_labels(k, n), res.final.W,
+                                   num_classes=k)
+    for name in ("nc1", "nc2_etf_w", "nc3_self_duality", "nc3_duality_etf", "nc4_ncc_mismatch"):
+      np.testing.assert_allclose(res.records[name][-1], ref[name], rtol=1e-10, atol=1e-14, err_msg=name)
+    cheap = flows.joint_flow(W0, H0, **kw).records
+    self.assertNotIn("nc1", cheap)
+    np.testing.assert_allclose(cheap["loss"], res.records["loss"], rtol=1e-12)
 
   def test_validation(self):
     H0, W0 = h0(), jnp.zeros((K, D))

@@ -29,11 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from matplotlib.figure import Figure
 
 from jaxopt_lab import fitting
 from jaxopt_lab.mup.parametrization import (MLP, Scalings, Task, _direction, forward, init_params,
                                             shape_only)
+from jaxopt_lab.plotting import InlineFigure
 
 
 class CoordCheck(NamedTuple):
@@ -205,12 +205,12 @@ def coord_check(net: MLP, widths: Sequence[int], task: Task, *, seeds: Sequence[
                     np.stack(changes), np.stack(losses))
 
 
-def plot_coord_check(cc: CoordCheck, which: str = "change", title: str = "") -> Figure:
+def plot_coord_check(cc: CoordCheck, which: str = "change", title: str = "") -> InlineFigure:
   """Log-log panels like microsoft/mup's: one panel per step t >= 1, one line per layer vs width."""
   stat = {"size": cc.size, "change": cc.change}[which].mean(axis=1)
   exps = cc.exponents(which)
   steps = cc.steps[1:]
-  fig = Figure(figsize=(3.2 * len(steps), 3.0), tight_layout=True)
+  fig = InlineFigure(figsize=(3.2 * len(steps), 3.0), tight_layout=True)
   axes = fig.subplots(1, len(steps), squeeze=False)[0]
   for ax, t in zip(axes, steps):
     for l, name in enumerate(cc.layers):

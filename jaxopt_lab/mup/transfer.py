@@ -28,10 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from matplotlib.figure import Figure
 
 from jaxopt_lab.engine.run import check_schedule, run
 from jaxopt_lab.mup.parametrization import MLP, Scalings, Task, _algorithm, shape_only
+from jaxopt_lab.plotting import InlineFigure
 
 
 class TransferResult(NamedTuple):
@@ -149,9 +149,9 @@ def transfer_sweep(net: MLP, widths: Sequence[int], task: Task, *, lrs: Sequence
   return TransferResult(widths, lrs, seeds, np.asarray(steps), loss_arr, div, final, lrs[best], best)
 
 
-def plot_transfer(results: dict[str, TransferResult], title: str = "") -> Figure:
+def plot_transfer(results: dict[str, TransferResult], title: str = "") -> InlineFigure:
   """Final training loss vs learning rate, one line per width, one panel per parametrization."""
-  fig = Figure(figsize=(3.6 * len(results), 3.0), tight_layout=True)
+  fig = InlineFigure(figsize=(3.6 * len(results), 3.0), tight_layout=True)
   axes = fig.subplots(1, len(results), squeeze=False)[0]
   for ax, (name, res) in zip(axes, results.items()):
     for i, n in enumerate(res.widths):

@@ -14,8 +14,8 @@ Public entry points validate their input on the host and raise ValueError naming
 jitted cores behind them are pure and vmappable over seeds and traced hyperparameters.
 """
 
-from jaxopt_lab.neural_collapse.features import (load_digits_balanced, load_features, train_layerwise,
-                                                 train_mlp)
+from jaxopt_lab.neural_collapse.features import (load_digits_balanced, load_features, mlp_algorithm,
+                                                 train_layerwise, train_mlp)
 from jaxopt_lab.neural_collapse.flows import central_path_algorithm, central_path_flow, joint_flow
 from jaxopt_lab.neural_collapse.metrics import class_by_class_labels, collapse_metrics
 from jaxopt_lab.neural_collapse.models import (UFMParams, ce_closed_form, collapsed_minimizer,
@@ -28,6 +28,6 @@ __all__ = [
     "UFMParams", "block_singular_values", "ce_closed_form", "central_path_algorithm",
     "central_path_flow", "class_by_class_labels", "collapse_metrics", "collapsed_minimizer",
     "gaussian_class_features", "joint_flow", "large_beta_operator", "load_digits_balanced",
-    "load_features", "mse_closed_form", "perturbation_operator", "solve_perturbed", "solve_ufm_ce",
+    "load_features", "mlp_algorithm", "mse_closed_form", "perturbation_operator", "solve_perturbed", "solve_ufm_ce",
     "solve_ufm_mse", "theorem42_prediction", "train_layerwise", "train_mlp",
 ]

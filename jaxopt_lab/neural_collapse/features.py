@@ -31,6 +31,7 @@ import optax
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float, Int
 
+from jaxopt_lab.engine.algorithm import Algorithm
 from jaxopt_lab.neural_collapse import metrics, validation
 
 
@@ -189,10 +190,19 @@ def _objective(params, X, labels, lambda_feat, lambda_cls, num_classes, loss):
 
 class TrainResult(NamedTuple):
   """Trained parameters and records (arrays of shape ``(num_steps // record_every,)``) of the
-  objective, the training accuracy and NC metrics of the penultimate features with the classifier."""
+  objective, the training accuracy and NC metrics of the penultimate features with the classifier,
+  with ``step`` the Adam step of each record (``record_every, 2 record_every, ...``)."""
 
   params: MLPParams
   records: dict[str, jax.Array]
+
+
+def _mlp_records(p: MLPParams, X, labels, obj, num_classes: int) -> dict[str, jax.Array]:
+  H = mlp_features(p, X)[-1]
+  rec = metrics.metrics_core(H, labels, p.W, p.b, num_classes)
+  rec["objective"] = obj(p)
+  rec["accuracy"] = jnp.mean(jnp.argmax(p.W @ H + p.b[:, None], axis=0) == labels).astype(H.dtype)
+  return rec
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "width", "depth", "loss", "num_steps",
@@ -210,17 +220,14 @@ def _train_core(key, X, labels, lambda_feat, lambda_cls, lr, *, num_classes, wid
     upd, s = opt.update(g, s, p)
     return (optax.apply_updates(p, upd), s), None
 
-  def record(carry, _):
+  def record(carry, t):
     carry, _ = jax.lax.scan(step, carry, None, length=record_every)
-    p = carry[0]
-    H = mlp_features(p, X)[-1]
-    rec = metrics.metrics_core(H, labels, p.W, p.b, num_classes)
-    rec["objective"] = obj(p)
-    rec["accuracy"] = jnp.mean(jnp.argmax(p.W @ H + p.b[:, None], axis=0) == labels)
+    rec = _mlp_records(carry[0], X, labels, obj, num_classes)
+    rec["step"] = t
     return carry, rec
 
-  (params, _), recs = jax.lax.scan(record, (params, opt.init(params)), None,
-                                   length=num_steps // record_every)
+  steps = record_every * jnp.arange(1, num_steps // record_every + 1, dtype=jnp.int32)
+  (params, _), recs = jax.lax.scan(record, (params, opt.init(params)), steps)
   return TrainResult(params, recs)
 
 
@@ -267,6 +274,54 @@ def train_mlp(key: jax.Array, X: Float[ArrayLike, "p N"], labels: Int[ArrayLike,
                      *validation.as_float(lambda_feat, lambda_cls, lr),
                      num_classes=num_classes, width=width, depth=depth, loss=loss,
                      num_steps=num_steps, record_every=record_every)
+
+
+class MLPTrainState(NamedTuple):
+  """State of :func:`mlp_algorithm`: the network, Adam's state and the int32 step count."""
+
+  params: MLPParams
+  opt_state: optax.OptState
+  step: jax.Array
+
+
+def mlp_algorithm(*, num_classes: int, width: int = 64, depth: int = 3, loss: str = "mse") -> Algorithm:
+  r""":func:`train_mlp` as an engine :class:`~jaxopt_lab.engine.algorithm.Algorithm` (sweeps, launcher).
+
+  The problem is ``(X, labels)`` (``X`` ``(p, N)`` columns, labels ``(N,)``); ``init(key, problem)``
+  draws the network as :func:`train_mlp` does from the same key, in ``X``'s dtype;
+  ``step(state, problem, *, lambda_feat, lambda_cls, lr)`` is one full-batch Adam step and reports
+  what :func:`train_mlp` records (NC1-NC4 of the penultimate features with the classifier,
+  ``objective``, ``accuracy``), computed only at recorded steps. No validation: :func:`train_mlp`
+  and the launcher check inputs.
+
+  Example:
+    >>> data = load_digits_balanced(50)
+    >>> alg = mlp_algorithm(num_classes=10)
+    >>> state, recs = run(alg, jax.random.key(0), (data.H, data.labels),
+    ...                   {"lambda_feat": 5e-4, "lambda_cls": 5e-4, "lr": 3e-3}, num_steps=300,
+    ...                   record_every=100)
+
+  Reference: arXiv:2210.16658 Section 5.
+  """
+  if loss not in ("mse", "ce"):
+    raise ValueError(f"loss must be 'mse' or 'ce', got {loss!r}")
+
+  def init(key, problem):
+    X, _ = problem
+    params = init_mlp(key, in_dim=X.shape[0], width=width, depth=depth, num_classes=num_classes)
+    params = jax.tree.map(lambda a: a.astype(X.dtype), params)  # the data's dtype throughout
+    return MLPTrainState(params, optax.adam(1.0).init(params), jnp.zeros((), jnp.int32))
+
+  def step(state, problem, *, lambda_feat, lambda_cls, lr):
+    X, labels = problem
+    obj = functools.partial(_objective, X=X, labels=labels, lambda_feat=lambda_feat,
+                            lambda_cls=lambda_cls, num_classes=num_classes, loss=loss)
+    upd, opt_state = optax.adam(lr).update(jax.grad(obj)(state.params), state.opt_state, state.params)
+    params = optax.apply_updates(state.params, upd)
+    return (MLPTrainState(params, opt_state, state.step + 1),
+            _mlp_records(params, X, labels, obj, num_classes))
+
+  return Algorithm(f"mlp_{loss}_L{depth}_w{width}", init, step)
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "width", "loss", "num_steps"))

@@ -72,6 +72,11 @@ def _cheap_records(H: jax.Array, t: jax.Array, lambda_H: ArrayLike, num_classes:
           "scaled_tr_sigma_w": growth * tr_w, "scaled_tr_sigma_b": growth * tr_b}
 
 
+def _full_records(H: jax.Array, W: jax.Array, num_classes: int) -> dict[str, jax.Array]:
+  labels = metrics.class_by_class_labels(num_classes, H.shape[1] // num_classes)
+  return metrics.metrics_core(H, labels, W, None, num_classes)
+
+
 def _scan_flow(field, y0, record_fn, dt, num_steps, record_every):
   def one_record(carry, _):
     y, step = carry
@@ -99,9 +104,7 @@ def _central_path_core(H0, lambda_W, lambda_H, dt, *, num_classes, num_steps, re
                                       lambda_H=lambda_H)
     if full_metrics:
       W = models.optimal_classifier(H, num_classes=num_classes, lambda_W=lambda_W)
-      labels = metrics.class_by_class_labels(num_classes, H.shape[1] // num_classes)
-      full = metrics.metrics_core(H, labels, W, None, num_classes)
-      rec.update({k: v for k, v in full.items() if k not in rec})
+      rec.update({k: v for k, v in _full_records(H, W, num_classes).items() if k not in rec})
     return rec
 
   return _scan_flow(field, H0, record, dt, num_steps, record_every)
@@ -157,9 +160,10 @@ def central_path_flow(H0: Float[ArrayLike, "d N"], *, num_classes: int, lambda_W
                             num_steps=num_steps, record_every=record_every, full_metrics=full_metrics)
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "num_steps", "record_every"))
+@functools.partial(jax.jit, static_argnames=("num_classes", "num_steps", "record_every",
+                                             "full_metrics"))
 def _joint_core(W0, H0, lambda_W, lambda_H, dt, anchor, beta, *, num_classes, num_steps,
-                record_every):
+                record_every, full_metrics):
   k, n = num_classes, H0.shape[1] // num_classes
   b0 = jnp.zeros(k, H0.dtype)
 
@@ -177,6 +181,8 @@ def _joint_core(W0, H0, lambda_W, lambda_H, dt, anchor, beta, *, num_classes, nu
     rec = _cheap_records(p.H, t, lambda_H, k)
     rec["loss"] = loss(p)
     rec["w_norm_sq"] = jnp.sum(p.W**2)
+    if full_metrics:
+      rec.update({k: v for k, v in _full_records(p.H, p.W, k).items() if k not in rec})
     return rec
 
   return _scan_flow(field, models.UFMParams(W0, H0, b0), record, dt, num_steps, record_every)
@@ -185,14 +191,16 @@ def _joint_core(W0, H0, lambda_W, lambda_H, dt, anchor, beta, *, num_classes, nu
 def joint_flow(W0: Float[ArrayLike, "K d"], H0: Float[ArrayLike, "d N"], *, num_classes: int,
                lambda_W: ArrayLike, lambda_H: ArrayLike, dt: ArrayLike, num_steps: int,
                record_every: int = 1, anchor: Float[ArrayLike, "d N"] | None = None,
-               beta: ArrayLike = 0.0) -> FlowResult:
+               beta: ArrayLike = 0.0, full_metrics: bool = False) -> FlowResult:
   r"""Joint gradient flow on :math:`(W, H)` of eq. 1 (or of eq. 2 with ``anchor`` :math:`=H_0`), RK4.
 
   .. math:: \dot W = -[(WH - Y)H^\top + n\lambda_W W], \qquad
             \dot H = -[W^\top(WH - Y) + \lambda_H H] \;\big(- \beta (H - H_0)\big)
 
   i.e. :math:`-Kn\nabla f`, the central-path flow's clock. Records as in :func:`central_path_flow`
-  (cheap ones) plus ``loss`` and ``w_norm_sq``; ``final`` is a :class:`~models.UFMParams` (b = 0).
+  (cheap ones) plus ``loss`` and ``w_norm_sq``, and with ``full_metrics`` (static) every metric of
+  :func:`~jaxopt_lab.neural_collapse.metrics.metrics_core` with the flow's own :math:`W_t` (NC1-NC4);
+  ``final`` is a :class:`~models.UFMParams` (b = 0).
 
   Raises:
     ValueError: for bad shapes or non-finite input, or invalid hyperparameters.
@@ -212,7 +220,7 @@ def joint_flow(W0: Float[ArrayLike, "K d"], H0: Float[ArrayLike, "d N"], *, num_
     validation.check_nonnegative("beta", beta)
   return _joint_core(W0, H0, *validation.as_float(lambda_W, lambda_H, dt), anchor,
                      validation.as_float(beta), num_classes=num_classes,
-                     num_steps=num_steps, record_every=record_every)
+                     num_steps=num_steps, record_every=record_every, full_metrics=full_metrics)
 
 
 class CentralPathState(NamedTuple):
@@ -223,13 +231,16 @@ class CentralPathState(NamedTuple):
 
 
 def central_path_algorithm(*, num_classes: int, n: int, d: int, dt: float,
-                           mean_scale: float = 1.0, noise: float = 1.0) -> Algorithm:
+                           mean_scale: float = 1.0, noise: float = 1.0,
+                           full_metrics: bool = False) -> Algorithm:
   r"""The central-path flow as an engine :class:`~jaxopt_lab.engine.algorithm.Algorithm`.
 
   ``init(key, problem)`` draws :math:`H_0` by
   :func:`~jaxopt_lab.neural_collapse.models.gaussian_class_features` when ``problem`` is None, or takes
   ``problem`` as :math:`H_0`; ``step(state, problem, *, lambda_W, lambda_H)`` is one RK4 step and
-  reports the cheap records of :func:`central_path_flow` (no validation: used inside sweeps).
+  reports the cheap records of :func:`central_path_flow` (no validation: used inside sweeps), and
+  with ``full_metrics`` NC1-NC4 with :math:`W = W^*(H_t)` as :func:`central_path_flow` does (computed
+  only at the recorded steps: the engine drops the other steps' metrics).
 
   Example:
     >>> alg = central_path_algorithm(num_classes=4, n=10, d=10, dt=1e-3)
@@ -251,6 +262,10 @@ def central_path_algorithm(*, num_classes: int, n: int, d: int, dt: float,
                               lambda_W=lambda_W, lambda_H=lambda_H)
     H = rk4_step(field, state.H, dt)
     s = state.step + 1
-    return CentralPathState(H, s), _cheap_records(H, s * dt, lambda_H, num_classes)
+    rec = _cheap_records(H, s * dt, lambda_H, num_classes)
+    if full_metrics:
+      W = models.optimal_classifier(H, num_classes=num_classes, lambda_W=lambda_W)
+      rec.update({k: v for k, v in _full_records(H, W, num_classes).items() if k not in rec})
+    return CentralPathState(H, s), rec
 
   return Algorithm("central_path_flow", init, step)

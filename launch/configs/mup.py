@@ -14,6 +14,11 @@ best LR stays put as the width grows. SP's preset for SGD has c = 1 (its learnin
 scales as 1/width: the kernel regime); with a width-independent learning rate,
 ``--config.network.c=0``, SP's best LR shrinks like 1/width.
 Variants: quick (width 64, 40 steps, 2 seeds; seconds), teacher (synthetic regression, MSE).
+
+Metrics (one record every ``record_every`` steps; metrics.csv, figures/loss.png):
+- ``loss``: the training loss on the batch at the parameters after that step (full batch by default):
+  mean cross-entropy in nats (``xent``, digits) or (1/2n) sum_i |f(x_i) - y_i|^2 (``mse``, teacher).
+  The best learning rate per width is the one with the lowest final loss (summary.csv).
 """
 
 import ml_collections

@@ -6,12 +6,20 @@ r"""GD and SGD over seeds x step sizes with curvature traced in the loop (Wu & S
     python -m launch.main --config=launch/configs/stability.py:relu --workdir=/tmp/stab_relu \
         --config.hp.eta="(0.01,0.02)" --config.sweep.num_seeds=2
 
-Every ``sweep.record_every`` steps each run measures on the full training set the loss, test loss,
-gradient and parameter norms, the model's norms (l1 / path norm), the sharpness lambda_max(H) (20
-warm-started power iterations), the exact Gauss-Newton trace ``gn_trace`` (= tr H at an interpolating
-minimum) and ``frob_sq``, a 20-probe estimate of |H|_F^2. runs.csv / divergence.json say which runs
-diverged and when. The SGD stability bound to read off metrics.csv: at the end of a B = 1 run,
-gn_trace * eta / 2 <= 1; GD only keeps sharpness * eta / 2 <= 1.
+Metrics (metrics.csv; every ``sweep.record_every`` steps, measured on the full training set at the
+parameters after that step):
+- ``loss``: (1/n) sum_i (1/2) |f(x_i) - y_i|^2; ``test_loss``: the same on ``data.n_test`` held-out
+  examples (absent when n_test = 0).
+- ``grad_norm`` |grad L|_2; ``param_norm`` |theta|_2; the model's norms: diagonal net ``l1`` =
+  |u * v|_1 (the norm SGD's implicit bias controls), ``sq_norm`` |u|^2 + |v|^2, ``balance``
+  |u^2 - v^2|_1; ReLU net ``path_norm`` = sum_j |a_j| |w_j|, ``sq_norm``, ``balance``.
+- ``sharpness``: lambda_max(H) of the training loss (20 warm-started power iterations; 1/eta units:
+  GD is stable while sharpness * eta / 2 <= 1), with ``sharpness_residual`` |Hv - lambda v|.
+- ``gn_trace``: the exact Gauss-Newton trace (1/n) sum_i |grad_theta f(x_i)|^2 (= tr H at an
+  interpolating minimum); ``frob_sq``: a 20-probe estimate of |H|_F^2.
+
+runs.csv / divergence.json say which runs diverged and when. The SGD stability bound to read off
+metrics.csv: at the end of a B = 1 run, gn_trace * eta / 2 <= 1; GD only keeps sharpness * eta / 2 <= 1.
 
 Variants (``:name`` after the file); wall times measured on 2 CPU cores (load average 2-5), most of
 each one compiling:

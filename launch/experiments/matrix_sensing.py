@@ -47,5 +47,8 @@ def build(config: ml_collections.ConfigDict) -> ExperimentSpec:
   alg = ALGORITHMS[a.name](a.k)
   alg.validate_hyperparams(hp)
   extra = ("imbalance",) if a.name != "symmetric_gd" else ()
+  # Over-parameterized symmetric GD converges like 1/t^2 (a power law: log-log axes); exact
+  # parameterization and asymmetric GD converge linearly (exponentially: log error, linear steps).
+  power_law = a.name == "symmetric_gd" and a.k > p.rank
   return ExperimentSpec(alg, prob, hp, plot_metrics=("error", "loss") + extra,
-                        log_y=("error", "loss") + extra)
+                        log_y=("error", "loss") + extra, log_x=("error", "loss") if power_law else ())
