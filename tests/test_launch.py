@@ -11,6 +11,7 @@ import sys
 import tempfile
 from unittest import mock
 
+import numpy as np
 import pandas as pd
 from absl.testing import absltest, parameterized
 
@@ -270,6 +271,31 @@ class ReportTest(absltest.TestCase):
     self.assertEqual(registry.check_seed(2, "data"), registry.check_seed(2, "data"))
     with self.assertRaisesRegex(ValueError, "^seed: expected a non-negative"):
       registry.run_check(registry.get("test.inside"), "quick", seed=-1)
+
+  def test_report_over_seed_offsets(self):
+    from launch import report  # pylint: disable=g-import-not-at-top
+    from theory_checks import registry  # pylint: disable=g-import-not-at-top
+    self.addCleanup(registry._REGISTRY.pop, "test.seeded", None)  # pylint: disable=protected-access
+    seen = []
+
+    def seeded(preset, seed):
+      seen.append(seed)
+      return registry.Measurement(0.95 + 0.05 * seed, {"seed": seed})  # offset 3 leaves the band
+
+    registry.register(id="test.seeded", paper="P", claim="c", predicted="1", band=(0.9, 1.05))(
+        seeded)
+    with tempfile.TemporaryDirectory() as d, mock.patch("sys.stdout", new_callable=io.StringIO) as out:
+      rows, header = report.run_report("quick", d, ["test.seeded"], seeds=4)
+      self.assertEqual(seen, [0, 1, 2, 3])
+      (row,) = rows
+      self.assertEqual((row["passes"], row["seeds"], row["passed"]), (3, 4, False))
+      self.assertAlmostEqual(row["measured"], np.median([0.95, 1.0, 1.05, 1.1]))
+      self.assertEqual((row["measured_min"], row["measured_max"]), (0.95, 1.1))
+      saved = json.load(open(os.path.join(d, "report.json")))["checks"][0]
+      self.assertEqual([p["measured"] for p in saved["per_seed"]], [0.95, 1.0, 1.05, 1.1])
+      self.assertEqual([p["details"]["seed"] for p in saved["per_seed"]], [0, 1, 2, 3])
+      self.assertIn("FAIL 3/4", out.getvalue())
+      self.assertEqual(header["seeds"], 4)
 
 
 if __name__ == "__main__":
