@@ -7,7 +7,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_lab.ntk import MLP, empirical, empirical_ntk
+from jaxopt_lab.ntk import MLP, empirical, empirical_ntk, mlp_kernels
 
 
 def _reference(apply, params, x1, x2):
@@ -63,12 +63,24 @@ class MethodsAgreeTest(parameterized.TestCase):
     for method in ("jacobian", "ntvp", "structured"):
       trace = empirical_ntk(net, params, x1, x2, method=method, output="trace")
       np.testing.assert_allclose(trace, ref, rtol=1e-12, atol=1e-12, err_msg=method)
+      # The default averages over the O = 2 outputs: the analytic kernel's (per-output) convention.
+      mean = empirical_ntk(net, params, x1, x2, method=method)
+      np.testing.assert_allclose(mean, ref / 2, rtol=1e-12, atol=1e-12, err_msg=method)
+
+  def test_default_matches_the_analytic_kernel_for_many_outputs(self):
+    # A wide net with O = 5 outputs: the default kernel is within the finite-width error of
+    # mlp_kernels (the sum would be 5x off; ported neural-tangents code relies on the average).
+    net = MLP((3, 2048, 5), "relu", sigma_w=1.0, sigma_b=0.1)
+    x1, _ = _data()
+    k = np.asarray(empirical_ntk(net, jax.jit(net.init)(jax.random.key(3)), x1))
+    ref = np.asarray(mlp_kernels(x1, **net.kernel_kwargs()).ntk)
+    self.assertLess(np.linalg.norm(k - ref) / np.linalg.norm(ref), 0.1)
 
   def test_self_kernel_and_bound_apply(self):
     net = MLP((3, 8, 2), "tanh", sigma_b=0.5)
     params = jax.jit(net.init)(jax.random.key(1))
     x1, _ = _data()
-    ref = np.einsum("nmaa->nm", _reference(net.apply, params, x1, x1))
+    ref = np.einsum("nmaa->nm", _reference(net.apply, params, x1, x1)) / 2  # mean of 2 outputs
     for method in ("jacobian", "ntvp", "structured"):
       np.testing.assert_allclose(empirical_ntk(net, params, x1, method=method), ref, rtol=1e-12,
                                  err_msg=method)

@@ -6,9 +6,11 @@ For a model :math:`f(\theta, x) \in \mathbb{R}^O` the empirical NTK is
     \hat\Theta_{ab}(x, x') = \sum_p \partial_{\theta_p} f_a(\theta, x)\, \partial_{\theta_p}
     f_b(\theta, x') = [J(x) J(x')^\top]_{ab},
 
-returned in full, shape ``(n1, n2, O, O)``, or traced over the outputs,
-:math:`\sum_a \hat\Theta_{aa}`, shape ``(n1, n2)`` (neural-tangents' ``trace_axes=(-1,)``; for a
-network with O outputs the trace tends to :math:`O\,\Theta^L`).
+returned averaged over the outputs, :math:`\frac1O \sum_a \hat\Theta_{aa}`, shape ``(n1, n2)``
+(the default, ``output="mean"``: it tends to the per-output analytic kernel :math:`\Theta^L` of
+:func:`~jaxopt_lab.ntk.analytic.mlp_kernels` whatever O, as neural-tangents' ``trace_axes=(-1,)``,
+which also averages), summed (``"trace"``: tends to :math:`O\,\Theta^L`), or in full, shape
+``(n1, n2, O, O)``.
 
 Three implementations (Novak et al. 2022, arXiv:2206.08720):
 
@@ -54,7 +56,7 @@ from jaxopt_lab.ntk.networks import MLP
 
 HIGHEST = jax.lax.Precision.HIGHEST
 Method = Literal["auto", "jacobian", "ntvp", "structured"]
-Output = Literal["trace", "full"]
+Output = Literal["mean", "trace", "full"]
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 #: Memory (bytes) under which ``method="auto"`` uses Jacobian contraction for a generic model.
@@ -171,7 +173,7 @@ def _choose(apply: ApplyFn, net: MLP | None, params, x1, x2, output: Output,
   num_params = sum(math.prod(np.shape(p)) for p in leaves)
   itemsize = max(jnp.result_type(p).itemsize for p in leaves) if leaves else 8
   jac_bytes = (n1 + (0 if x2 is None else n2)) * o * num_params * itemsize
-  if (output == "trace" or o == 1) and jac_bytes <= AUTO_JACOBIAN_BYTES:
+  if (output != "full" or o == 1) and jac_bytes <= AUTO_JACOBIAN_BYTES:
     return "jacobian", batch_size
   if batch_size is None:
     batch_size = max(1, AUTO_JACOBIAN_BYTES // max(1, 2 * num_params * itemsize))
@@ -180,6 +182,10 @@ def _choose(apply: ApplyFn, net: MLP | None, params, x1, x2, output: Output,
 
 @functools.partial(jax.jit, static_argnames=("apply", "net", "method", "output", "batch_size"))
 def _empirical_jit(params, x1, x2, *, apply, net, method, output, batch_size):
+  if output == "mean":
+    o = jax.eval_shape(_flat_outputs(apply), params, x1).shape[1]
+    return _empirical_jit(params, x1, x2, apply=apply, net=net, method=method, output="trace",
+                          batch_size=batch_size) / o
   if method == "structured":
     return _ntk_structured(net, params, x1, x2, output)
   if method == "jacobian":
@@ -194,7 +200,7 @@ def empirical_ntk(
     x2: Float[Array, "n2 ..."] | None = None,
     *,
     method: Method = "auto",
-    output: Output = "trace",
+    output: Output = "mean",
     batch_size: int | None = None,
 ) -> Float[Array, "n1 n2"] | Float[Array, "n1 n2 o o"]:
   r"""The empirical NTK :math:`\hat\Theta(x_1, x_2) = J(x_1) J(x_2)^\top` of a model at ``params``.
@@ -210,8 +216,9 @@ def empirical_ntk(
       MLP; otherwise Jacobian contraction when the Jacobians fit in :data:`AUTO_JACOBIAN_BYTES` and
       the output is traced or scalar (its cost :math:`n_1 n_2 O P` then equals the NTK-vector
       products' and it runs as one matmul), else NTK-vector products in memory-bounded batches.
-    output: ``"trace"`` (shape ``(n1, n2)``, summed over the output diagonal) or ``"full"``
-      (shape ``(n1, n2, O, O)``).
+    output: ``"mean"`` (shape ``(n1, n2)``, averaged over the output diagonal: the convention of
+      the analytic kernels and of neural-tangents' ``trace_axes``), ``"trace"`` (summed) or
+      ``"full"`` (shape ``(n1, n2, O, O)``).
     batch_size: for ``"ntvp"``, cotangents per batch (``None``: all at once).
 
   Returns:
@@ -225,8 +232,8 @@ def empirical_ntk(
   """
   if method not in ("auto", "jacobian", "ntvp", "structured"):
     raise ValueError(f"method: expected 'auto', 'jacobian', 'ntvp' or 'structured', got {method!r}")
-  if output not in ("trace", "full"):
-    raise ValueError(f"output: expected 'trace' or 'full', got {output!r}")
+  if output not in ("mean", "trace", "full"):
+    raise ValueError(f"output: expected 'mean', 'trace' or 'full', got {output!r}")
   if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
     raise ValueError(f"batch_size: expected a positive integer or None, got {batch_size!r}")
   apply, net = _resolve(model)
