@@ -13,7 +13,7 @@ from unittest import mock
 import pandas as pd
 from absl.testing import absltest, parameterized
 
-from launch import experiment
+from launch import experiment, results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "launch", "configs", "*.py")))
@@ -51,6 +51,11 @@ class LauncherSmokeTest(parameterized.TestCase):
 def ms_config(**problem):
   config = load_config(os.path.join(REPO, "launch", "configs", "matrix_sensing.py"))
   config.problem.update(problem)
+  return config
+
+
+def small_sweep(config):
+  config.sweep.update(num_seeds=2, num_steps=200, record_every=50, chunk_steps=100)
   return config
 
 
@@ -136,6 +141,78 @@ class ValidationTest(parameterized.TestCase):
         self.assertIn(message, last)
         self.assertTrue(last.startswith("error: "), last)
         self.assertNotIn("Traceback", out.stderr)
+
+
+class WorkdirTest(absltest.TestCase):
+  """Results on disk: atomic writes, a status written last, one run per workdir."""
+
+  TABLES = ("config.json", "runs.csv", "metrics.csv", "summary.csv", "divergence.json")
+
+  def _worker(self, workdir, kill_at=None, **kw):
+    cmd = [sys.executable, os.path.join(REPO, "tests", "launch_kill_worker.py"), workdir]
+    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+    return subprocess.Popen(cmd + ([kill_at] if kill_at else []), env=env, text=True, **kw)
+
+  def test_kill_during_any_write_never_leaves_loadable_partial_results(self):
+    with tempfile.TemporaryDirectory() as d:
+      ref_dir, workdir = os.path.join(d, "ref"), os.path.join(d, "w")
+      experiment.run_config(small_sweep(ms_config()), ref_dir)
+      ref = {n: open(os.path.join(ref_dir, n), "rb").read() for n in self.TABLES}
+      # Fresh workdir: killed writing config.json, sweep.json, then metrics.csv; then it finishes.
+      # Finished workdir rerun: killed writing summary.csv, then the final status; then it finishes.
+      for kill_at in ("config.json:partial", "sweep.json:fsync", "metrics.csv:partial", None,
+                      "summary.csv:partial", "status.json#2:replace", None):
+        proc = self._worker(workdir, kill_at)
+        self.assertEqual(proc.wait(timeout=240), -9 if kill_at else 0, kill_at)
+        for name in self.TABLES:  # each file is absent or whole, never partly written
+          path = os.path.join(workdir, name)
+          if os.path.exists(path):
+            self.assertEqual(open(path, "rb").read(), ref[name], f"{name} after kill at {kill_at}")
+        if kill_at:
+          with self.assertRaisesRegex(ValueError, r"(incomplete|no finished results).*status.json"):
+            results.check_complete(workdir)
+        else:
+          results.check_complete(workdir)
+          self.assertLen(results.load_results(workdir)["metrics"], 2 * 2 * 4)  # seeds x alpha x records
+          self.assertEqual([n for n in os.listdir(workdir) if ".tmp-" in n], [])
+      with open(os.path.join(workdir, "metrics.csv"), "r+b") as f:  # truncated after the fact
+        f.truncate(100)
+      with self.assertRaisesRegex(ValueError, r"metrics.csv changed after the run finished"):
+        results.check_complete(workdir)
+
+  def test_second_launch_exits_at_once_naming_the_first(self):
+    with tempfile.TemporaryDirectory() as d:
+      workdir = os.path.join(d, "w")
+      first = self._worker(workdir, "sweep.json:hold", stdout=subprocess.PIPE)
+      try:
+        self.assertEqual(first.stdout.readline().strip(), "holding")
+        with self.assertRaisesRegex(ValueError, rf"^workdir {workdir} is in use by process {first.pid}$"):
+          experiment.run_config(small_sweep(ms_config()), workdir)
+      finally:
+        first.kill()
+        first.wait()
+      experiment.run_config(small_sweep(ms_config()), workdir)  # a dead holder leaves no stale lock
+      results.check_complete(workdir)
+
+  def test_bad_schedule_writes_nothing_and_corrupt_config_is_named(self):
+    with tempfile.TemporaryDirectory() as d:
+      workdir = os.path.join(d, "w")
+      config = small_sweep(ms_config())
+      config.sweep.num_steps = 210  # not a multiple of record_every
+      with mock.patch.object(experiment, "builder", side_effect=AssertionError("built")), \
+          self.assertRaisesRegex(ValueError, r"num_steps \(210\) and chunk_steps \(100\) must be multiples"):
+        experiment.run_config(config, workdir)
+      self.assertFalse(os.path.exists(workdir))
+      experiment.run_config(small_sweep(ms_config()), workdir)  # the corrected rerun is not refused
+      with open(os.path.join(workdir, "config.json"), "w"):
+        pass  # emptied
+      with self.assertRaisesRegex(ValueError, rf"config file {workdir}/config.json is not valid JSON"):
+        experiment.run_config(small_sweep(ms_config()), workdir)
+      with self.assertRaisesRegex(ValueError, "config.json changed after the run finished"):
+        results.check_complete(workdir)
+      res = experiment.run_config(small_sweep(ms_config()), workdir, restart=True)
+      self.assertIsNone(res.resumed_from_chunk)
+      results.check_complete(workdir)
 
 
 class ReportTest(absltest.TestCase):
