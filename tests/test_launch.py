@@ -215,6 +215,22 @@ class WorkdirTest(absltest.TestCase):
       results.check_complete(workdir)
 
 
+class FigureTest(absltest.TestCase):
+
+  def test_diverged_grid_points_are_named_in_the_legend(self):
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    from jaxopt_lab.engine.sweep import SweepResult  # pylint: disable=g-import-not-at-top
+    steps = np.array([10, 20, 30])
+    diverged_at = np.array([[-1, 5, -1], [12, 7, -1]])  # seeds x alpha: all of 0.3 diverged
+    res = SweepResult(seeds=np.array([0, 1]), grid={"alpha": np.array([0.1, 0.3, 0.5])}, fixed={},
+                      steps=steps, metrics={"loss": np.ones((2, 3, 3))}, diverged_at=diverged_at,
+                      final_state=None)
+    fig = results.plot_metric(res, "loss")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    self.assertEqual(labels, ["alpha=0.1 (1/2 diverged, first at step 12)",
+                              "alpha=0.3: diverged at step 5", "alpha=0.5"])
+
+
 class ReportTest(absltest.TestCase):
 
   def test_report_writes_table_and_decides_from_band(self):
