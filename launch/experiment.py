@@ -7,8 +7,10 @@ holds no math.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -18,7 +20,8 @@ import numpy as np
 from absl import logging
 
 from jaxopt_lab.engine import Algorithm
-from jaxopt_lab.engine.sweep import SweepResult, sweep
+from jaxopt_lab.engine import checkpoint as ckpt
+from jaxopt_lab.engine.sweep import SEED_MAX, SweepResult, sweep
 from launch import results
 
 
@@ -87,48 +90,97 @@ def require_positive(hp: Mapping[str, Any], names: Sequence[str], allow_zero: Se
       raise ValueError(f"hyperparameter {name} must be {sign}, got {bad.tolist()}")
 
 
-def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Creates ``workdir`` and records the config; refuses a workdir holding another config's results."""
+# Files a run writes into its workdir (besides checkpoints/ and figures/): removed by ``restart``.
+_WORKDIR_FILES = ("config.json", results.STATUS, *results.RESULT_FILES)
+
+
+def check_sweep(s: ml_collections.ConfigDict) -> None:
+  """Validates ``config.sweep`` (seeds and schedule) before anything is built, written or compiled."""
+  for name, minimum in (("num_seeds", 1), ("first_seed", 0), ("num_steps", 1), ("record_every", 1),
+                        ("chunk_steps", 0)):
+    v = s[name]
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+      raise ValueError(f"config.sweep.{name} must be >= {minimum} (an integer), got {v!r}")
+  last = s.first_seed + s.num_seeds - 1
+  if last > SEED_MAX:
+    raise ValueError(f"config.sweep seeds {s.first_seed}..{last} must lie in [0, 2**31 - 1] (the key "
+                     "space of jax.random.key in every precision mode; larger seeds would wrap onto "
+                     "other seeds' keys)")
+  if s.num_steps % s.record_every or (s.chunk_steps and s.chunk_steps % s.record_every):
+    raise ValueError(f"config.sweep.num_steps ({s.num_steps}) and chunk_steps ({s.chunk_steps}) "
+                     f"must be multiples of record_every ({s.record_every})")
+
+
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, restart: bool = False) -> None:
+  """Creates ``workdir`` and records the config; refuses a workdir holding another config's results.
+
+  With ``restart`` the files of an earlier run (config, results, figures, checkpoints) are deleted
+  first. The caller holds the workdir's lock. ``status.json`` is set to ``running`` before anything
+  else is written, so an interrupted rerun never leaves results that look finished.
+  """
+  path = os.path.join(workdir, "config.json")
+  if restart:
+    for name in _WORKDIR_FILES:
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(workdir, name))
+    for name in ("figures", "checkpoints"):
+      shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+  ckpt.remove_stale_temporaries(workdir)
+  text = config.to_json_best_effort(sort_keys=True, indent=1)
+  if os.path.exists(path):
+    old = ckpt.read_json(path, "config file")
+    if old != json.loads(text):
+      raise ValueError(f"workdir {workdir} holds results of a different config (see {path}); "
+                       "choose a new --workdir or pass --restart to delete them")
+  results.mark_incomplete(workdir)
+  if not os.path.exists(path):
+    with ckpt.atomic_write(path) as f:
+      f.write(text)
+
+
+def _open_workdir(workdir: str) -> ckpt.DirectoryLock | None:
+  """Creates ``workdir``, checks it is writable, and locks it (on the first host)."""
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
     raise ValueError(f"workdir {workdir} cannot be created: {e.strerror}") from None
-  probe = os.path.join(workdir, ".write_probe")
+  probe = os.path.join(workdir, f".write_probe.tmp-{os.getpid()}")
   try:
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)
   except OSError as e:
     raise ValueError(f"workdir {workdir} is not writable: {e.strerror}") from None
-  path = os.path.join(workdir, "config.json")
-  text = config.to_json_best_effort(sort_keys=True, indent=1)
-  if os.path.exists(path):
-    with open(path) as f:
-      old = f.read()
-    if json.loads(old) != json.loads(text):
-      raise ValueError(f"workdir {workdir} holds results of a different config (see {path}); "
-                       "choose a new --workdir")
-  else:
-    with open(path, "w") as f:
-      f.write(text)
+  return ckpt.DirectoryLock(workdir, "workdir") if jax.process_index() == 0 else None
 
 
-def run_config(config: ml_collections.ConfigDict, workdir: str) -> SweepResult:
-  """Validates ``config``, runs its sweep with checkpoints in ``workdir``, and writes the results."""
+def run_config(config: ml_collections.ConfigDict, workdir: str, restart: bool = False) -> SweepResult:
+  """Validates ``config``, runs its sweep with checkpoints in ``workdir``, and writes the results.
+
+  Every value (the sweep's seeds and schedule first) is validated before anything is written or
+  compiled. The workdir is locked while the run lasts: a second launch on it fails at once with
+  ``workdir W is in use by process P``. ``restart`` deletes an earlier run's files and checkpoints.
+  """
+  check_sweep(config.sweep)
   spec = builder(config.experiment)(config)  # validates every value; nothing compiled yet
   s = config.sweep
-  if s.num_seeds < 1:
-    raise ValueError(f"config.sweep.num_seeds must be >= 1, got {s.num_seeds}")
-  prepare_workdir(workdir, config)
-  logging.info("experiment %s: %s, %d seeds, grid %s", config.experiment, spec.algorithm.name,
-               s.num_seeds, {k: np.shape(v) for k, v in spec.hp.items()})
-  res = sweep(spec.algorithm, spec.problem, seeds=np.arange(s.first_seed, s.first_seed + s.num_seeds),
-              hp=spec.hp, num_steps=s.num_steps, record_every=s.record_every,
-              chunk_steps=s.chunk_steps or None, checkpoint_dir=os.path.join(workdir, "checkpoints"),
-              meta={"config": json.loads(config.to_json_best_effort(sort_keys=True))})
-  if jax.process_index() == 0:  # every host holds the gathered results; one writes them
-    results.write_all(res, workdir, plot_metrics=spec.plot_metrics, log_y=spec.log_y,
-                      log_x=spec.log_x, experiment=config.experiment)
+  lock = _open_workdir(workdir)
+  try:
+    if jax.process_index() == 0:
+      prepare_workdir(workdir, config, restart=restart)
+    logging.info("experiment %s: %s, %d seeds, grid %s", config.experiment, spec.algorithm.name,
+                 s.num_seeds, {k: np.shape(v) for k, v in spec.hp.items()})
+    res = sweep(spec.algorithm, spec.problem, seeds=np.arange(s.first_seed, s.first_seed + s.num_seeds),
+                hp=spec.hp, num_steps=s.num_steps, record_every=s.record_every,
+                chunk_steps=s.chunk_steps or None, checkpoint_dir=os.path.join(workdir, "checkpoints"),
+                meta={"config": json.loads(config.to_json_best_effort(sort_keys=True))},
+                restart=restart)
+    if jax.process_index() == 0:  # every host holds the gathered results; one writes them
+      results.write_all(res, workdir, plot_metrics=spec.plot_metrics, log_y=spec.log_y,
+                        log_x=spec.log_x, experiment=config.experiment)
+  finally:
+    if lock is not None:
+      lock.release()
   n_div = int(res.diverged.sum())
   logging.info("done: %d runs, %d diverged; results in %s", res.diverged.size, n_div, workdir)
   return res

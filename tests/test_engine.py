@@ -11,7 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
+from unittest import mock
+
 from jaxopt_lab.engine import Algorithm, run
+from jaxopt_lab.engine import checkpoint as ckpt
 from jaxopt_lab.engine.sweep import sweep
 from tests.toy import TOY, toy_init, toy_step
 
@@ -158,8 +161,63 @@ class CheckpointTest(parameterized.TestCase):
       np.testing.assert_array_equal(first.metrics["loss"], again.metrics["loss"])
       np.testing.assert_array_equal(first.final_state.inner.key, again.final_state.inner.key)
       other = dict(kw, hp={"lr": [0.1, 0.3], "scale": 1.0})
-      with self.assertRaisesRegex(ValueError, r"different sweep \(differs in \['grid'\]\)"):
+      with self.assertRaisesRegex(ValueError, r"different sweep \(differs in \['grid.lr'\]\)"):
         sweep(TOY, A, checkpoint_dir=d, **other)
+
+  def test_fingerprint_refuses_other_problem_algorithm_or_code(self):
+    kw = dict(seeds=[0, 1], hp={"lr": 0.1, "scale": 1.0}, num_steps=20, record_every=5,
+              chunk_steps=10, on_chunk=None)
+    noisy = lambda noise: Algorithm("toy_sgd", toy_init, functools.partial(toy_step, noise=noise))
+    with tempfile.TemporaryDirectory() as d:
+      first = sweep(noisy(0.01), A, checkpoint_dir=d, **kw)
+      for alg, problem, differs in [(noisy(0.01), A + 1.0, "problem"),  # same shapes, other values
+                                    (noisy(0.02), A, "algorithm.step")]:  # other static setting
+        with self.assertRaisesRegex(ckpt.CheckpointMismatch, rf"\['{differs}'\].*restart=True"):
+          sweep(alg, problem, checkpoint_dir=d, **kw)
+      code = dict(ckpt.code_fingerprint(), source_sha256="0" * 64)  # the library's code changed
+      with mock.patch.object(ckpt, "code_fingerprint", return_value=code), \
+          self.assertRaisesRegex(ckpt.CheckpointMismatch, r"\['code.source_sha256'\]"):
+        sweep(noisy(0.01), A, checkpoint_dir=d, **kw)
+      code = dict(ckpt.code_fingerprint(), git_revision="another commit")  # recorded, not compared
+      with mock.patch.object(ckpt, "code_fingerprint", return_value=code):
+        self.assertEqual(sweep(noisy(0.01), A, checkpoint_dir=d, **kw).resumed_from_chunk, 2)
+      fresh = sweep(noisy(0.02), A, checkpoint_dir=d, restart=True, **kw)
+      self.assertIsNone(fresh.resumed_from_chunk)
+      self.assertFalse((fresh.metrics["loss"] == first.metrics["loss"]).all())
+      self.assertEqual(sweep(noisy(0.02), A, checkpoint_dir=d, **kw).resumed_from_chunk, 2)
+
+  def test_corrupted_latest_checkpoint_falls_back_then_errors(self):
+    kw = dict(seeds=[0, 1], hp={"lr": 0.1, "scale": 1.0}, num_steps=30, record_every=5,
+              chunk_steps=10, on_chunk=None)
+    with tempfile.TemporaryDirectory() as d:
+      ref = sweep(TOY, A, checkpoint_dir=d, **kw)
+
+      def corrupt(chunk):
+        for root, _, files in os.walk(os.path.join(d, str(chunk))):
+          for name in files:
+            if "manifest" in name or name.startswith("d") or "ocdbt" in name:
+              with open(os.path.join(root, name), "r+b") as f:
+                f.truncate(max(os.path.getsize(f.name) // 2, 1))
+      corrupt(2)
+      with self.assertLogs(level="WARNING") as logs:
+        again = sweep(TOY, A, checkpoint_dir=d, **kw)
+      self.assertIn("checkpoint 2", "".join(logs.output))
+      self.assertEqual(again.resumed_from_chunk, 2)  # chunk 1 restored, chunk 2 recomputed
+      np.testing.assert_array_equal(ref.metrics["loss"], again.metrics["loss"])
+      for chunk in (1, 2):  # max_to_keep = 2: both kept checkpoints broken
+        corrupt(chunk)
+      with self.assertRaisesRegex(ValueError, r"no checkpoint in .* can be read \(tried chunks \[2, 1\]\)"):
+        sweep(TOY, A, checkpoint_dir=d, **kw)
+
+  def test_checkpoint_directory_is_locked_while_in_use(self):
+    with tempfile.TemporaryDirectory() as d:
+      held = ckpt.DirectoryLock(d, "checkpoint directory")
+      with self.assertRaisesRegex(ValueError, rf"checkpoint directory .* is in use by process {os.getpid()}"):
+        sweep(TOY, A, seeds=[0], hp={"lr": 0.1, "scale": 1.0}, num_steps=5, checkpoint_dir=d,
+              on_chunk=None)
+      held.release()
+      sweep(TOY, A, seeds=[0], hp={"lr": 0.1, "scale": 1.0}, num_steps=5, checkpoint_dir=d,
+            on_chunk=None)
 
   def test_killed_sweep_resumes_bit_identical(self):
     script = os.path.join(REPO, "tests", "resume_worker.py")

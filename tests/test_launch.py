@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from absl.testing import absltest, parameterized
 
-from launch import experiment
+from launch import experiment, results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "launch", "configs", "*.py")))
@@ -53,6 +53,11 @@ class LauncherSmokeTest(parameterized.TestCase):
 def ms_config(**problem):
   config = load_config(os.path.join(REPO, "launch", "configs", "matrix_sensing.py"))
   config.problem.update(problem)
+  return config
+
+
+def small_sweep(config):
+  config.sweep.update(num_seeds=2, num_steps=200, record_every=50, chunk_steps=100)
   return config
 
 
@@ -173,7 +178,92 @@ class ValidationTest(parameterized.TestCase):
         self.assertNotIn("Traceback", out.stderr)
 
 
+class WorkdirTest(absltest.TestCase):
+  """Results on disk: atomic writes, a status written last, one run per workdir."""
+
+  TABLES = ("config.json", "runs.csv", "metrics.csv", "summary.csv", "divergence.json")
+
+  def _worker(self, workdir, kill_at=None, **kw):
+    cmd = [sys.executable, os.path.join(REPO, "tests", "launch_kill_worker.py"), workdir]
+    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+    return subprocess.Popen(cmd + ([kill_at] if kill_at else []), env=env, text=True, **kw)
+
+  def test_kill_during_any_write_never_leaves_loadable_partial_results(self):
+    with tempfile.TemporaryDirectory() as d:
+      ref_dir, workdir = os.path.join(d, "ref"), os.path.join(d, "w")
+      experiment.run_config(small_sweep(ms_config()), ref_dir)
+      ref = {n: open(os.path.join(ref_dir, n), "rb").read() for n in self.TABLES}
+      # Fresh workdir: killed writing config.json, sweep.json, then metrics.csv; then it finishes.
+      # Finished workdir rerun: killed writing summary.csv, then the final status; then it finishes.
+      for kill_at in ("config.json:partial", "sweep.json:fsync", "metrics.csv:partial", None,
+                      "summary.csv:partial", "status.json#2:replace", None):
+        proc = self._worker(workdir, kill_at)
+        self.assertEqual(proc.wait(timeout=240), -9 if kill_at else 0, kill_at)
+        for name in self.TABLES:  # each file is absent or whole, never partly written
+          path = os.path.join(workdir, name)
+          if os.path.exists(path):
+            self.assertEqual(open(path, "rb").read(), ref[name], f"{name} after kill at {kill_at}")
+        if kill_at:
+          with self.assertRaisesRegex(ValueError, r"(incomplete|no finished results).*status.json"):
+            results.check_complete(workdir)
+        else:
+          results.check_complete(workdir)
+          self.assertLen(results.load_results(workdir)["metrics"], 2 * 2 * 4)  # seeds x alpha x records
+          self.assertEqual([n for n in os.listdir(workdir) if ".tmp-" in n], [])
+      with open(os.path.join(workdir, "metrics.csv"), "r+b") as f:  # truncated after the fact
+        f.truncate(100)
+      with self.assertRaisesRegex(ValueError, r"metrics.csv changed after the run finished"):
+        results.check_complete(workdir)
+
+  def test_second_launch_exits_at_once_naming_the_first(self):
+    with tempfile.TemporaryDirectory() as d:
+      workdir = os.path.join(d, "w")
+      first = self._worker(workdir, "sweep.json:hold", stdout=subprocess.PIPE)
+      try:
+        self.assertEqual(first.stdout.readline().strip(), "holding")
+        with self.assertRaisesRegex(ValueError, rf"^workdir {workdir} is in use by process {first.pid}$"):
+          experiment.run_config(small_sweep(ms_config()), workdir)
+      finally:
+        first.kill()
+        first.wait()
+      experiment.run_config(small_sweep(ms_config()), workdir)  # a dead holder leaves no stale lock
+      results.check_complete(workdir)
+
+  def test_bad_schedule_writes_nothing_and_corrupt_config_is_named(self):
+    with tempfile.TemporaryDirectory() as d:
+      workdir = os.path.join(d, "w")
+      config = small_sweep(ms_config())
+      config.sweep.num_steps = 210  # not a multiple of record_every
+      with mock.patch.object(experiment, "builder", side_effect=AssertionError("built")), \
+          self.assertRaisesRegex(ValueError, r"num_steps \(210\) and chunk_steps \(100\) must be multiples"):
+        experiment.run_config(config, workdir)
+      self.assertFalse(os.path.exists(workdir))
+      experiment.run_config(small_sweep(ms_config()), workdir)  # the corrected rerun is not refused
+      with open(os.path.join(workdir, "config.json"), "w"):
+        pass  # emptied
+      with self.assertRaisesRegex(ValueError, rf"config file {workdir}/config.json is not valid JSON"):
+        experiment.run_config(small_sweep(ms_config()), workdir)
+      with self.assertRaisesRegex(ValueError, "config.json changed after the run finished"):
+        results.check_complete(workdir)
+      res = experiment.run_config(small_sweep(ms_config()), workdir, restart=True)
+      self.assertIsNone(res.resumed_from_chunk)
+      results.check_complete(workdir)
+
+
 class FigureTest(absltest.TestCase):
+
+  def test_diverged_grid_points_are_named_in_the_legend(self):
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    from jaxopt_lab.engine.sweep import SweepResult  # pylint: disable=g-import-not-at-top
+    steps = np.array([10, 20, 30])
+    diverged_at = np.array([[-1, 5, -1], [12, 7, -1]])  # seeds x alpha: all of 0.3 diverged
+    res = SweepResult(seeds=np.array([0, 1]), grid={"alpha": np.array([0.1, 0.3, 0.5])}, fixed={},
+                      steps=steps, metrics={"loss": np.ones((2, 3, 3))}, diverged_at=diverged_at,
+                      final_state=None)
+    fig = results.plot_metric(res, "loss")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    self.assertEqual(labels, ["alpha=0.1 (1/2 diverged, first at step 12)",
+                              "alpha=0.3: diverged at step 5", "alpha=0.5"])
 
   def _sweep(self, lrs, num_steps=40):
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -207,8 +297,9 @@ class FigureTest(absltest.TestCase):
       with tempfile.TemporaryDirectory() as d:
         fig.savefig(os.path.join(d, "loss.png"))
     ax = fig.axes[0]
-    self.assertEmpty(ax.lines)
+    self.assertTrue(all(len(line.get_xdata()) == 0 for line in ax.lines))  # legend markers only
     self.assertIn("nothing to plot: all 3 runs diverged", " ".join(t.get_text() for t in ax.texts))
+    self.assertIn("diverged at step", ax.get_legend().get_texts()[0].get_text())
 
 
 class ReportTest(absltest.TestCase):

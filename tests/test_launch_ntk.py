@@ -46,8 +46,8 @@ class ValidationTest(parameterized.TestCase):
       ("negative_lr", dict(hp=dict(lr=(1.0, -0.5))), r"lr must be positive, got \[-0.5\]"),
       ("nan_lr", dict(hp=dict(lr=(float("nan"),))), r"config.hp.lr must hold finite numbers"),
       ("record_not_dividing", dict(sweep=dict(num_steps=105)), r"must be multiples of record_every"),
-      ("zero_steps", dict(sweep=dict(num_steps=0)), r"config.sweep.num_steps must be an integer >= 1"),
-      ("no_seeds", dict(sweep=dict(num_seeds=0)), r"config.sweep.num_seeds must be an integer >= 1"),
+      ("zero_steps", dict(sweep=dict(num_steps=0)), r"config.sweep.num_steps must be >= 1 \(an integer\)"),
+      ("no_seeds", dict(sweep=dict(num_seeds=0)), r"config.sweep.num_seeds must be >= 1 \(an integer\)"),
       ("negative_first_seed", dict(sweep=dict(first_seed=-1)), r"config.sweep.first_seed must be"),
   )
   def test_bad_value_fails_before_compiling(self, changes, message):

@@ -116,6 +116,44 @@ def _as_grid(hp: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, fl
   return grid, fixed
 
 
+SEED_MAX = 2**31 - 1
+
+
+def check_seeds(seeds: Sequence[int] | np.ndarray) -> np.ndarray:
+  """The seeds as a 1-D int64 array; ``ValueError`` unless non-empty, integer, distinct, in range.
+
+  A seed must lie in ``[0, 2**31 - 1]``: there ``jax.random.key(seed)`` is the same key whether or not
+  ``jax_enable_x64`` is on. Larger seeds are refused rather than wrapped, since without x64 a seed
+  ``2**31 + s`` would silently become another seed's key.
+  """
+  arr = np.asarray(seeds)
+  if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+    raise ValueError(f"seeds must be a non-empty 1-D list of integers, got {seeds!r}")
+  bad = arr[(arr < 0) | (arr > SEED_MAX)]
+  if bad.size:
+    raise ValueError(f"seeds must lie in [0, 2**31 - 1] (the key space of jax.random.key in every "
+                     f"precision mode), got {bad[:3].tolist()}")
+  if np.unique(arr).size != arr.size:
+    raise ValueError(f"seeds must be distinct, got duplicates in {arr.tolist()[:10]}")
+  return arr.astype(np.int64)
+
+
+def check_finite_problem(problem: PyTree) -> None:
+  """Raises ``ValueError`` naming the first floating leaf of ``problem`` holding NaN or inf."""
+  for path, leaf in jax.tree_util.tree_flatten_with_path(problem)[0]:
+    if _is_key_leaf(leaf):
+      continue
+    x = np.asarray(leaf)
+    if np.issubdtype(x.dtype, np.inexact) and not np.all(np.isfinite(x)):
+      name = jax.tree_util.keystr(path) or "problem"
+      raise ValueError(f"the problem's data {name} holds {int(np.sum(~np.isfinite(x)))} non-finite "
+                       "value(s) (NaN or inf); fix the data before sweeping")
+
+
+def _is_key_leaf(x: Any) -> bool:
+  return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
 def _float_dtype(problem: PyTree) -> np.dtype:
   """The floating dtype runs compute in: that of the problem's floating leaves, else JAX's default."""
   dtypes = {np.dtype(jnp.result_type(x)) for x in jax.tree.leaves(problem)
@@ -194,7 +232,8 @@ def sweep(algorithm: Algorithm, problem: PyTree, *, seeds: Sequence[int] | np.nd
           hp: Mapping[str, Any], num_steps: int, record_every: int = 1,
           chunk_steps: int | None = None, checkpoint_dir: str | None = None,
           meta: Mapping[str, Any] | None = None, devices: Sequence[jax.Device] | None = None,
-          on_chunk: Callable[[ChunkInfo], None] | None = log_progress) -> SweepResult:
+          on_chunk: Callable[[ChunkInfo], None] | None = log_progress,
+          restart: bool = False) -> SweepResult:
   r"""Runs ``algorithm`` for every seed and every point of the hyperparameter grid.
 
   Run :math:`(s, g)` is ``run(algorithm, key(seeds[s]), problem, hp[g])``: the same key for every grid
@@ -210,11 +249,18 @@ def sweep(algorithm: Algorithm, problem: PyTree, *, seeds: Sequence[int] | np.nd
     record_every: steps between metric records.
     chunk_steps: steps per chunk (a multiple of ``record_every``); default: the whole run in one chunk.
     checkpoint_dir: if given, the batched state is saved after every chunk, and an existing
-      checkpoint of the same sweep there is resumed from.
+      checkpoint of the same sweep there is resumed from. "The same" is checked by a fingerprint:
+      seeds, grid, fixed values and schedule, a SHA-256 of the problem's arrays, the algorithm's name
+      and static settings (bound partial arguments, captured closure values), the library's version
+      and source hash (git revision recorded). Any difference raises
+      :class:`~jaxopt_lab.engine.checkpoint.CheckpointMismatch` naming it; a corrupted latest
+      checkpoint falls back to the previous one kept, with a warning. The directory is locked
+      (``fcntl``) while the sweep runs: a second sweep on it fails at once.
     meta: extra JSON-serialisable description stored with the checkpoints (e.g. the problem's config);
       resuming with a different one is refused.
     devices: devices to shard the runs over (default: all of ``jax.devices()``).
     on_chunk: callback after each chunk (default: log a progress line); None for silence.
+    restart: delete the checkpoints already in ``checkpoint_dir`` and start over.
 
   Returns:
     A :class:`SweepResult` on the host.
@@ -225,17 +271,18 @@ def sweep(algorithm: Algorithm, problem: PyTree, *, seeds: Sequence[int] | np.nd
     >>> res.metrics["error"].shape
     (64, 2, 100)
   """
-  seeds = np.asarray(seeds)
-  if seeds.ndim != 1 or seeds.size == 0 or not np.issubdtype(seeds.dtype, np.integer):
-    raise ValueError(f"seeds must be a non-empty 1-D list of integers, got {seeds!r}")
+  seeds = check_seeds(seeds)
   chunk_steps = num_steps if chunk_steps is None else chunk_steps
   check_schedule(num_steps, record_every, chunk_steps)
   algorithm.validate_hyperparams(hp)
   grid, fixed = _as_grid(hp)
   dtype = _float_dtype(problem)
+  check_finite_problem(problem)
+  devices = list(jax.devices() if devices is None else devices)
+  if not devices or not all(isinstance(d, jax.Device) for d in devices):
+    raise ValueError(f"devices must be a non-empty list of jax devices, got {devices!r}")
 
   # Flatten (seed, *grid) into one batch axis, padded to a multiple of the device count.
-  devices = list(jax.devices() if devices is None else devices)
   points = list(itertools.product(range(len(seeds)), *(range(len(a)) for a in grid.values())))
   num_runs = len(points)
   padded = math.ceil(num_runs / len(devices)) * len(devices)
@@ -265,20 +312,33 @@ def sweep(algorithm: Algorithm, problem: PyTree, *, seeds: Sequence[int] | np.nd
   checkpointer = None
   if checkpoint_dir is not None:  # before compiling: a wrong directory fails fast
     description = {
-        "algorithm": algorithm.name, "seeds": seeds.tolist(),
-        "grid": {k: v.tolist() for k, v in grid.items()}, "fixed": fixed, "num_steps": num_steps,
-        "record_every": record_every, "chunk_steps": chunk_steps, "meta": dict(meta or {}),
-        "num_devices": len(devices)}
-    checkpointer = ckpt.SweepCheckpointer(checkpoint_dir, description)
+        "algorithm": {"name": algorithm.name, "init": ckpt.describe(algorithm.init),
+                      "step": ckpt.describe(algorithm.step)},
+        "problem": ckpt.tree_digest(problem), "code": ckpt.code_fingerprint(),
+        "seeds": seeds.tolist(), "grid": {k: v.tolist() for k, v in grid.items()}, "fixed": fixed,
+        "num_steps": num_steps, "record_every": record_every, "chunk_steps": chunk_steps,
+        "meta": dict(meta or {}), "num_devices": len(devices)}
+    checkpointer = ckpt.SweepCheckpointer(checkpoint_dir, description, restart=restart)
+  try:
+    return _run_chunks(init_all, advance_all, checkpointer, plan, seeds, grid, fixed, metrics,
+                       seeds_dev, problem_dev, hp_dev, fixed_dev, batch, num_runs, num_steps,
+                       record_every, on_chunk, checkpoint_dir)
+  finally:
+    if checkpointer is not None:
+      checkpointer.close()
 
+
+def _run_chunks(init_all, advance_all, checkpointer, plan, seeds, grid, fixed, metrics, seeds_dev,
+                problem_dev, hp_dev, fixed_dev, batch, num_runs, num_steps, record_every, on_chunk,
+                checkpoint_dir) -> SweepResult:
+  """The compiled part of :func:`sweep`: init (or restore), then the chunks, then the host result."""
   state = init_all(seeds_dev, problem_dev, hp_dev, fixed_dev)
   impls = ckpt.key_impls(state)
   first_chunk, resumed = 0, None
   if checkpointer is not None:
-    last = checkpointer.latest_step()
-    if last is not None:
-      template = {"state": ckpt.to_host(state), "metrics": metrics}
-      snap = checkpointer.restore(last, template)
+    found = checkpointer.restore_latest({"state": ckpt.to_host(state), "metrics": metrics})
+    if found is not None:
+      last, snap = found
       state = ckpt.rewrap_keys(jax.tree.map(lambda x: _sharded(np.asarray(x), batch), snap["state"]),
                                impls)
       metrics = {k: np.array(v) for k, v in snap["metrics"].items()}
@@ -304,8 +364,6 @@ def sweep(algorithm: Algorithm, problem: PyTree, *, seeds: Sequence[int] | np.nd
       remaining = sum(plan[c + 1:])
       on_chunk(ChunkInfo(c, len(plan), sum(plan[:c + 1]), num_steps, rate, remaining / rate,
                          int(np.sum(diverged_at[:num_runs] >= 0)), num_runs))
-  if checkpointer is not None:
-    checkpointer.close()
 
   shape = (len(seeds), *(len(a) for a in grid.values()))
   unpad = lambda x: np.asarray(x)[:num_runs].reshape(shape + np.shape(x)[1:])
@@ -316,4 +374,5 @@ def sweep(algorithm: Algorithm, problem: PyTree, *, seeds: Sequence[int] | np.nd
       final_state=final, resumed_from_chunk=resumed)
 
 
-__all__ = ["ChunkInfo", "SweepResult", "log_progress", "sweep", "RunState"]
+__all__ = ["ChunkInfo", "SweepResult", "check_finite_problem", "check_seeds", "log_progress", "sweep",
+           "RunState"]

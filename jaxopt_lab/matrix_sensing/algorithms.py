@@ -74,6 +74,13 @@ def _check_k(k: int) -> None:
     raise ValueError(f"the factorization width k must be an int >= 1, got {k!r}")
 
 
+def _check_k_fits(k: int, m_star: jax.Array) -> None:
+  """Raises at trace time (shapes are static) if the width exceeds the matrix dimension."""
+  if k > min(m_star.shape):
+    raise ValueError(f"the factorization width k = {k} exceeds the matrix dimension "
+                     f"{min(m_star.shape)} (M* is {m_star.shape[0]} x {m_star.shape[1]})")
+
+
 def _sq(a: jax.Array) -> jax.Array:
   return jnp.sum(jnp.square(a))
 
@@ -102,6 +109,7 @@ def symmetric_init(key: jax.Array, problem: SensingProblem, *, k: int,
 
   Reference: arXiv:2310.01769 (small random initialization).
   """
+  _check_k_fits(k, problem.m_star)
   n = problem.m_star.shape[0]
   z = jax.random.normal(key, (n, k), _dtype(problem))
   return SymmetricState(z * (_hp(alpha, problem) / jnp.sqrt(_hp(n, problem))))
@@ -202,6 +210,7 @@ def asymmetric_init(key: jax.Array, problem: SensingProblem, *, k: int, alpha: A
 
   Reference: arXiv:2310.01769 (imbalanced initialization).
   """
+  _check_k_fits(k, problem.m_star)
   n1, n2 = problem.m_star.shape
   kf, kg = jax.random.split(key)
   dtype = _dtype(problem)

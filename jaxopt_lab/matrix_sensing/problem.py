@@ -87,6 +87,15 @@ def _default_dtype() -> np.dtype:
 
 def _validate(n1: int, n2: int, rank: int, num_measurements: int | None, kappa: float,
               symmetric: bool, noise: float, dtype: np.dtype) -> None:
+  sizes = {"n1": n1, "n2": n2, "rank": rank}
+  if num_measurements is not None:
+    sizes["num_measurements"] = num_measurements
+  for name, v in sizes.items():
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+      raise ValueError(f"{name} must be an int, got {v!r}")
+  for name, v in (("kappa", kappa), ("noise", noise)):
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v):
+      raise ValueError(f"{name} must be a finite number, got {v!r}")
   if n1 < 1 or n2 < 1:
     raise ValueError(f"matrix sizes must be positive, got n1={n1}, n2={n2}")
   if symmetric and n1 != n2:
@@ -148,8 +157,8 @@ def make_problem(key: jax.Array, *, n1: int, n2: int | None = None, rank: int,
     A :class:`SensingProblem`.
 
   Raises:
-    ValueError: on non-positive sizes, a rank outside ``[1, min(n1, n2)]``, ``kappa < 1``, negative
-      noise, or fewer measurements than the degrees of freedom of a rank-r matrix.
+    ValueError: on sizes that are not ints, non-positive sizes, a rank outside ``[1, min(n1, n2)]``,
+      ``kappa < 1`` or not finite, negative or non-finite noise, or fewer measurements than the degrees of freedom of a rank-r matrix.
 
   Example:
     >>> p = make_problem(jax.random.key(0), n1=30, rank=2, num_measurements=600)

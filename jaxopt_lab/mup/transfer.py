@@ -168,10 +168,20 @@ def plot_transfer(results: dict[str, TransferResult], title: str = "") -> Inline
   return fig
 
 
+DIGITS_SIZE = 1797  # images in scikit-learn's digits
+
+
 def digits_task(num: int | None = None, dtype=None) -> Task:
-  """scikit-learn's digits (1797 x 64, 10 classes), standardized features; the first ``num`` samples."""
+  """scikit-learn's digits (1797 x 64, 10 classes), standardized features; the first ``num`` samples.
+
+  ``num`` must be an int in ``[1, 1797]`` (None: all); anything else raises ``ValueError`` rather than
+  slicing to another size than the one asked for.
+  """
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
 
+  if num is not None and (isinstance(num, bool) or not isinstance(num, (int, np.integer))
+                          or not 1 <= num <= DIGITS_SIZE):
+    raise ValueError(f"num (digits examples) must be an int in [1, {DIGITS_SIZE}], got {num!r}")
   x, y = load_digits(return_X_y=True)
   x = x.astype(np.float64)
   x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-8)
@@ -184,6 +194,9 @@ def digits_task(num: int | None = None, dtype=None) -> Task:
 def teacher_task(key: jax.Array, num: int = 512, d_in: int = 16, d_out: int = 1,
                  teacher_width: int = 64, dtype=None) -> Task:
   r"""Synthetic regression: :math:`y = W_2 \tanh(W_1 x) / \sqrt{k}` for a random teacher, :math:`x \sim N(0, I)`."""
+  for name, v in (("num", num), ("d_in", d_in), ("d_out", d_out), ("teacher_width", teacher_width)):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+      raise ValueError(f"{name} must be an int >= 1, got {v!r}")
   dtype = dtype or jnp.result_type(float)
   kx, k1, k2 = jax.random.split(key, 3)
   x = jax.random.normal(kx, (num, d_in), dtype)

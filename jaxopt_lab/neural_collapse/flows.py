@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 from jaxtyping import Float
 
@@ -246,7 +247,17 @@ def central_path_algorithm(*, num_classes: int, n: int, d: int, dt: float,
     >>> alg = central_path_algorithm(num_classes=4, n=10, d=10, dt=1e-3)
     >>> state, recs = run(alg, jax.random.key(0), None, {"lambda_W": 1.41, "lambda_H": 0.1},
     ...                   num_steps=20_000, record_every=100)
+
+  Raises:
+    ValueError: unless ``num_classes >= 2``, ``n >= 1`` and ``d >= 1`` are ints, ``dt > 0``,
+      ``mean_scale >= 0`` and ``noise >= 0`` (all finite).
   """
+  for name, v, lo in (("num_classes", num_classes, 2), ("n", n, 1), ("d", d, 1)):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+      raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+  validation.check_nonnegative("dt", dt, strict=True)
+  validation.check_nonnegative("mean_scale", mean_scale)
+  validation.check_nonnegative("noise", noise)
 
   def init(key, problem):
     if problem is None:

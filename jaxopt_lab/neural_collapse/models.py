@@ -23,6 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import jax.scipy as jsp
+import numpy as np
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
@@ -197,7 +198,6 @@ class MSEClosedForm(NamedTuple):
   trivial: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "bias"))
 def mse_closed_form(num_classes: int, lambda_W: ArrayLike, lambda_H: ArrayLike,
                     bias: bool = False) -> MSEClosedForm:
   r"""Closed form of eq. 1's minimizers (Theorem 2.1) and of the unregularized-bias variant.
@@ -208,13 +208,25 @@ def mse_closed_form(num_classes: int, lambda_W: ArrayLike, lambda_H: ArrayLike,
   and with the bias :math:`b^* = \mathbf 1/K`, :math:`\bar h_G = 0`,
   :math:`\bar H^\top \bar H = \rho(I - \mathbf 1\mathbf 1^\top/K)`, :math:`f^* = \frac{K-1}{K}(c - c^2/2)`.
   For :math:`c \ge 1` the minimizer is :math:`W = H = 0` and :math:`f^* = 1/2` (no bias) or
-  :math:`(K-1)/(2K)` (bias). Needs :math:`\lambda_W, \lambda_H > 0` and :math:`d \ge K`.
+  :math:`(K-1)/(2K)` (bias). Needs :math:`\lambda_W, \lambda_H > 0` and :math:`d \ge K`; a concrete
+  non-positive or non-finite :math:`\lambda` or :math:`K < 2` raises ``ValueError``.
 
   Example:
     >>> mse_closed_form(4, 0.37606, 0.37606).f_star   # c = 0.37606 -> 0.3053496312...
 
   Reference: arXiv:2210.16658 Theorem 2.1; Tirer & Bruna 2022 (arXiv:2202.08087).
   """
+  if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+    raise ValueError(f"num_classes must be an int >= 2 (one class has no collapse geometry), got "
+                     f"{num_classes!r}")
+  validation.check_nonnegative("lambda_W", lambda_W, strict=True)
+  validation.check_nonnegative("lambda_H", lambda_H, strict=True)
+  return _mse_closed_form(int(num_classes), lambda_W, lambda_H, bias=bool(bias))
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "bias"))
+def _mse_closed_form(num_classes: int, lambda_W: ArrayLike, lambda_H: ArrayLike,
+                     bias: bool) -> MSEClosedForm:
   k = num_classes
   lw, lh = jnp.asarray(lambda_W, float), jnp.asarray(lambda_H, float)
   c = jnp.sqrt(lw * lh)

@@ -115,8 +115,20 @@ def noise_factor(n: int, batch_size: int, *, replacement: bool = False) -> float
 
 
 def _as_factors(factors: jax.Array) -> jax.Array:
-  """``(n, d)`` gradients or ``(n, k, d)`` Jacobians as ``(n, k, d)``."""
+  """``(n, d)`` gradients or ``(n, k, d)`` Jacobians as ``(n, k, d)``, floating, finite if concrete.
+
+  Integer or boolean factors are exact numbers: they are promoted to JAX's default float. NaN or inf
+  in concrete factors raises (a threshold from them would be a silent ``inf`` or NaN).
+  """
   factors = jnp.asarray(factors)
+  if not jnp.issubdtype(factors.dtype, jnp.floating):
+    if jnp.issubdtype(factors.dtype, jnp.complexfloating):
+      raise ValueError(f"factors must be real, got dtype {factors.dtype}")
+    factors = factors.astype(jnp.result_type(float))
+  if not isinstance(factors, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(factors))):
+    bad = int(jnp.sum(~jnp.isfinite(factors)))
+    raise ValueError(f"factors hold {bad} non-finite entries (NaN or inf): the gradients at the "
+                     "minimum must be finite")
   if factors.ndim == 2:
     return factors[:, None, :]
   if factors.ndim != 3:
@@ -288,6 +300,8 @@ def threshold_dense(hessians: Float[Array, "n d d"], batch_size: int, *,
   hs = np.asarray(hessians, np.float64)
   if hs.ndim != 3 or hs.shape[1] != hs.shape[2]:
     raise ValueError(f"hessians must have shape (n, d, d), got {hs.shape}")
+  if not np.all(np.isfinite(hs)):
+    raise ValueError(f"hessians hold {int(np.sum(~np.isfinite(hs)))} non-finite entries (NaN or inf)")
   n, d, _ = hs.shape
   p = noise_factor(n, batch_size, replacement=replacement)
   h = hs.mean(axis=0)

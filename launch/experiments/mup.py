@@ -26,6 +26,13 @@ def build(config: ml_collections.ConfigDict) -> ExperimentSpec:
     raise ValueError(f"unknown loss {t.loss!r}; choose mse or xent")
   if t.name == "teacher" and t.loss != "mse":
     raise ValueError("the teacher task is a regression: use loss='mse'")
+  limit = transfer.DIGITS_SIZE if t.name == "digits" else None
+  if t.num_examples < 0 or (limit and t.num_examples > limit):
+    bound = f"[0, {limit}]" if limit else ">= 0"
+    raise ValueError(f"config.task.num_examples must be in {bound} (0: the default), got "
+                     f"{t.num_examples}")
+  if t.batch_size < 0:
+    raise ValueError(f"config.task.batch_size must be >= 0 (0: full batch), got {t.batch_size}")
   hp = hp_from_config(config.hp)
   require_positive(hp, ["lr"])
   if n.c is not None and not np.isfinite(n.c):

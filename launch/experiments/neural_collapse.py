@@ -3,6 +3,8 @@ seeds x lambda_W x lambda_H, or an MLP on digits over seeds x weight decays x le
 
 from __future__ import annotations
 
+import math
+
 import jax
 import ml_collections
 
@@ -29,8 +31,11 @@ def _build_central_path(config: ml_collections.ConfigDict) -> ExperimentSpec:
   if p.d < p.num_classes:
     raise ValueError(f"feature dimension d = {p.d} < num_classes = {p.num_classes}: the collapse "
                      "theory (a simplex of K class means) needs d >= K")
-  if p.dt <= 0:
+  if not p.dt > 0 or not math.isfinite(p.dt):
     raise ValueError(f"the integrator step dt must be positive, got {p.dt}")
+  for name in ("mean_scale", "noise"):
+    if not p[name] >= 0 or not math.isfinite(p[name]):
+      raise ValueError(f"config.problem.{name} must be a finite number >= 0, got {p[name]}")
   hp = hp_from_config(config.hp)
   require_positive(hp, ["lambda_W", "lambda_H"], allow_zero=["lambda_H"])
   jax.config.update("jax_enable_x64", True)  # Theorem 3.1's monotonicity is checked to 1e-12
