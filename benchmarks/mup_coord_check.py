@@ -31,6 +31,15 @@ Measured (``--preset=cpu``, 2-core Sapphire Rapids VM shared with other jobs, is
 47-84 s); mup 37.3 s with default malloc and 41.1 s with jemalloc (load 1.9-3.7): 1.3-1.6x, not
 the 3x asked for. Both are bound by the same dense GEMMs at the widest sizes (1416 GFLOP for mup,
 1595 for ours, 68% of it at n = 8192; ours ran at 56-63 GFLOP/s, mup at 35-38 GFLOP/s).
+
+Roofline: both timings carry the GEMM FLOPs of :func:`gemm_flops` and the weight traffic of
+:func:`weight_bytes` (compulsory: weights written at init, read by the forward and backward passes
+and rewritten by the update each step), against the float32 matmul peak measured in the same run.
+At the CPU sizes the run is compute-bound (batch 64 against n x n weights), so the fraction is the
+share of the 4096^3 GEMM rate reached. It is well under 1 because a batch of 64 is a skinny GEMM
+(64 x 3072 by 3072 x n, 64 x n by n x n): each weight is used 64 times per pass, so the GEMMs run
+at a fraction of the square-GEMM rate, and the narrow widths (n <= 1024, a third of the program count)
+are dispatch- and tanh-bound; neither is a choice of ours (the batch is mup's example's).
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.harness import Bench, Timing, peer_venv, run_result
+from benchmarks.harness import Bench, Cost, Timing, peer_venv, run_result
 from jaxopt_lab import fitting
 from jaxopt_lab.mup.coord_check import coord_check
 from jaxopt_lab.mup.parametrization import MLP, Task, preset
@@ -138,6 +147,16 @@ def gemm_flops(cfg: dict, extra_forward: bool) -> float:
   return total
 
 
+def weight_bytes(cfg: dict) -> float:
+  """Compulsory float32 weight traffic: per seed and width, written once at init, then read twice
+  (forward, backward) and rewritten once (the update) at each step."""
+  total = 0.0
+  for n in cfg["widths"]:
+    p = cfg["d_in"] * n + n * n + D_OUT * n
+    total += cfg["seeds"] * 4 * p * (1 + 3 * cfg["steps"])
+  return total
+
+
 def _timing(name: str, times: list[float], first: float) -> Timing:
   return Timing(name, float(np.median(times)), min(times), max(times), len(times), first)
 
@@ -153,7 +172,7 @@ def main(argv=None):
   p.add_argument("--key-impl", default="threefry2x32", help="ours: JAX key implementation")
   args = p.parse_args(argv)
   cfg = PRESETS[args.preset]
-  bench = Bench("mup_coord_check")
+  bench = Bench("mup_coord_check", roofline="tiny" if args.preset == "tiny" else "full")
   bench.note(preset=args.preset, lr=LR, d_out=D_OUT, loadavg=os.getloadavg(), **cfg)
 
   kx, ky = jax.random.split(jax.random.key(0))
@@ -184,7 +203,8 @@ def main(argv=None):
   t_ours = bench.time("jaxopt_lab.coord_check", ours, repeats=args.repeats,
                       extra={"widths": cfg["widths"], "seeds": cfg["seeds"],
                              "seed_batch": seed_batch, "key_impl": args.key_impl,
-                             "loadavg_after": os.getloadavg()})
+                             "loadavg_after": os.getloadavg()},
+                      cost=Cost(gemm_flops(cfg, True), weight_bytes(cfg)))
   bench.note(which="ours", compile_s_per_width=[round(c, 2) for c in compiles],
              num_compiles=len(compiles))
   cc = results[-1]
@@ -198,12 +218,13 @@ def main(argv=None):
   bench.note(loadavg_before_mup=os.getloadavg())
   res_default = run_mup(py, cfg, dict(os.environ), args.repeats)
   t_default = _timing("mup.get_coord_data (default malloc)", res_default["times"], res_default["first"])
-  bench.note(measured_in="mup process", **dataclasses.asdict(t_default))
+  mup_cost = Cost(gemm_flops(cfg, False), weight_bytes(cfg))
+  bench.record(t_default, cost=mup_cost, measured_in="mup process")
   env, label = tuned_malloc_env()
   res_tuned = run_mup(py, cfg, env, args.repeats)
   bench.note(loadavg_after_mup=os.getloadavg())
   t_tuned = _timing(f"mup.get_coord_data ({label})", res_tuned["times"], res_tuned["first"])
-  bench.note(measured_in="mup process", **dataclasses.asdict(t_tuned))
+  bench.record(t_tuned, cost=mup_cost, measured_in="mup process")
   bench.note(which="mup", gemm_gflop=round(gemm_flops(cfg, False) / 1e9, 1),
              gemm_gflop_per_s_default=round(gemm_flops(cfg, False) / 1e9 / t_default.median, 1),
              gemm_gflop_per_s_tuned=round(gemm_flops(cfg, False) / 1e9 / t_tuned.median, 1))

@@ -39,6 +39,12 @@ as many threads as XLA (``os.cpu_count()``), with tuned malloc (``--malloc=tuned
 ``torch.eig`` built on ``torch.linalg.eigh`` (the tridiagonal is symmetric, so it returns the same
 eigenpairs) before calling it. Nothing else of PyHessian is changed.
 Prints JSON lines (harness.Bench): machine, load, timings, ratios per task, accuracies.
+
+Roofline: each task's work is its number of Hessian-vector products times XLA's cost analysis of one
+of ours (forward-over-reverse, float32; Lanczos' reorthogonalization, 2 d k FLOPs a step, is left
+out, under 1%); PyHessian's timings are costed with its own counted products and the same per-product
+cost (its double-backward HVP does the same GEMMs). One HVP on the CPU preset is ~6 GEMM passes of
+1000 x 784 x 1024: compute-bound, so the fraction is the share of the float32 matmul peak reached.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from benchmarks.harness import Bench, Timing, peer_venv, run_result
+from benchmarks.harness import Bench, Timing, peer_venv, run_result, xla_cost
 from benchmarks.mup_coord_check import tuned_malloc_env
 from jaxopt_lab.stability import curvature, models
 
@@ -205,7 +211,7 @@ def main(argv=None):
   repeats = args.repeats or cfg["repeats"]
   if args.trace_batch is not None:
     cfg["trace_batch"] = args.trace_batch or None
-  bench = Bench("stability_pyhessian")
+  bench = Bench("stability_pyhessian", roofline="tiny" if args.preset == "tiny" else "full")
   bench.note(preset=args.preset, load_avg_start=os.getloadavg(), **cfg)
 
   x, y = digits_upsampled(cfg["n"], cfg["side"])
@@ -230,6 +236,11 @@ def main(argv=None):
       f"slq, {cfg['slq_probes']} x {cfg['slq_steps']} steps": lambda p, x, y, k: tuple(curvature.slq(
           lambda q: loss_of(q, x, y), p, k, num_probes=cfg["slq_probes"], num_steps=cfg["slq_steps"])),
   }
+  hvp_cost = xla_cost(lambda p, v, x, y: curvature.hvp(lambda q: loss_of(q, x, y), p, v), params,
+                      params, xj, yj)
+  products = dict(zip(tasks, (cfg["power_iters"], cfg["lanczos_steps"], cfg["trace_probes"],
+                              cfg["slq_probes"] * cfg["slq_steps"])))
+  bench.note(hvp_cost=dataclasses.asdict(hvp_cost), products_per_task=products)
   ours, outs = {}, {}
   for name, fn in tasks.items():
     t0 = time.perf_counter()
@@ -243,7 +254,7 @@ def main(argv=None):
       return results[-1]
 
     ours[name] = bench.time(f"jaxopt_lab {name}", call, repeats=repeats,
-                            extra={"compile_s": compile_s})
+                            extra={"compile_s": compile_s}, cost=hvp_cost * products[name])
     outs[name] = jax.device_get(results[1:])  # the warm-up call's result left out, as for PyHessian
 
   # Reference top eigenvalue: Lanczos in float64.
@@ -307,7 +318,8 @@ def main(argv=None):
       for key, ours_name, label_task in pairs:
         theirs = _timing(f"pyhessian {key} ({label})", res[key])
         if ours_name != names[1]:  # the eigenvalue timing is compared twice, printed once
-          bench.note(measured_in="pyhessian process", **dataclasses.asdict(theirs))
+          hvps = float(np.median([r["hvps"] for r in res[key][1:]]))
+          bench.record(theirs, cost=hvp_cost * hvps, measured_in="pyhessian process", hvps=hvps)
         extra = {}
         if key == "eig":
           extra = {"ours_median_rel_err": float(np.median(acc["eig_power" if "power" in ours_name
