@@ -45,7 +45,6 @@ are dispatch- and tanh-bound; neither is a choice of ours (the batch is mup's ex
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import glob
 import json
 import os
