@@ -93,7 +93,7 @@ TORCH_SCRIPT = textwrap.dedent(r"""
     y = torch.randint(0, 10, (cfg["batch"],), generator=g)
     models = {w: lazy(w) for w in cfg["widths"]}
     run = lambda: get_coord_data(models, [(x, y)], optimizer="sgd", lr=cfg["lr"], mup=True,
-                                 nsteps=cfg["steps"], nseeds=cfg["seeds"], cuda=False,
+                                 nsteps=cfg["steps"], nseeds=cfg["seeds"], cuda=cfg.get("cuda", False),
                                  show_progress=False, lossfn="xent")
     t0 = time.perf_counter(); df = run(); first = time.perf_counter() - t0
     times = []
@@ -127,9 +127,10 @@ def tuned_malloc_env() -> tuple[dict[str, str], str]:
   return env, "glibc tunables (mmap/trim threshold 4 GiB, top_pad 256 MiB), MALLOC_ARENA_MAX=2"
 
 
-def run_mup(py: str, cfg: dict, env: dict[str, str], repeats: int) -> dict:
+def run_mup(py: str, cfg: dict, env: dict[str, str], repeats: int, cuda: bool = False) -> dict:
+  """mup's ``get_coord_data`` timed in a process of ``py`` (on the GPU with ``cuda``)."""
   arg = json.dumps({**cfg, "lr": LR, "base": cfg["widths"][0], "repeats": repeats,
-                    "threads": os.cpu_count() or 1})
+                    "threads": os.cpu_count() or 1, "cuda": cuda})
   return run_result([py, "-c", TORCH_SCRIPT, arg], "mup run", env=env)
 
 

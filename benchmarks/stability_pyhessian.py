@@ -92,8 +92,9 @@ TORCH_SCRIPT = textwrap.dedent(r"""
         lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
         lin.bias.copy_(torch.from_numpy(b))
       mods += [lin] + ([nn.Tanh()] if i < nl - 1 else [])
-    model = nn.Sequential(*mods)
-    x, y = torch.from_numpy(arr["x"]), torch.from_numpy(arr["y"])
+    device = "cuda" if cfg.get("cuda") else "cpu"
+    model = nn.Sequential(*mods).to(device)
+    x, y = torch.from_numpy(arr["x"]).to(device), torch.from_numpy(arr["y"]).to(device)
     crit = lambda out, t: 0.5 * ((out - t) ** 2).sum(dim=1).mean()
 
     def eig_shim(a, eigenvectors=False):  # torch.eig (removed in torch 2) for a symmetric matrix
@@ -110,11 +111,11 @@ TORCH_SCRIPT = textwrap.dedent(r"""
     ph.hessian_vector_product = counted
 
     t0 = time.perf_counter()
-    h = ph.hessian(model, crit, data=(x, y), cuda=False)
+    h = ph.hessian(model, crit, data=(x, y), cuda=device == "cuda")
     setup = time.perf_counter() - t0
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "setup_s": setup,
            "loss": float(crit(model(x), y))}
-    v = torch.from_numpy(arr["v"])
+    v = torch.from_numpy(arr["v"]).to(device)
     parts, o = [], 0
     for p in h.params:
       k = p.numel()
@@ -170,11 +171,12 @@ def ensure_venv(venv: str) -> str:
 
 
 def run_pyhessian(py: str, cfg: dict, npz: str, env: dict[str, str], repeats: int,
-                  default_trace: bool) -> dict:
+                  default_trace: bool, cuda: bool = False) -> dict:
+  """PyHessian's eigenvalue, trace and density timed in a process of ``py`` (GPU with ``cuda``)."""
   arg = json.dumps({"npz": npz, "layers": len(cfg["hidden"]) + 1, "repeats": repeats,
                     "threads": os.cpu_count() or 1, "trace_probes": cfg["trace_probes"],
                     "slq_steps": cfg["slq_steps"], "slq_probes": cfg["slq_probes"],
-                    "default_trace": default_trace})
+                    "default_trace": default_trace, "cuda": cuda})
   return run_result([py, "-c", TORCH_SCRIPT, arg], "PyHessian run", env=env)
 
 
