@@ -21,7 +21,6 @@ rate per precision and the bandwidth of a large elementwise pass, once per proce
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import platform
@@ -84,13 +83,15 @@ def machine() -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # Roofline: the machine's achievable rates, measured in the same process as the timings.
 
-# Matmul side and elementwise-pass elements per backend ("full") and for smoke tests ("tiny").
-# CPU: 4096^3 float32 and 2048^3 float64 as in shared/docs/roofline.md; GPU: 8192^3 (4096^3 float64)
-# and a 16384^2 float32 elementwise pass, also as there.
+# Square matmul sides (the peak is the best of them) and elementwise-pass elements per backend
+# ("full") and for smoke tests ("tiny"). CPU: up to 4096^3 float32 and 2048^3 float64 as in
+# shared/docs/roofline.md, and 1024^3, which fits the caches and on the 2-core VM is as fast or
+# faster (a benchmark's 1000 x 784 x 1024 GEMMs beat the 4096^3 rate); GPU: 8192^3 (4096^3 float64)
+# and a 16384^2 float32 elementwise pass, as there.
 _PEAK_SIZES = {
-    "cpu": dict(float32=4096, float64=2048, elementwise=2 ** 25),
-    "gpu": dict(float32=8192, float64=4096, elementwise=2 ** 28),
-    "tiny": dict(float32=256, float64=256, elementwise=2 ** 20),
+    "cpu": dict(float32=(1024, 2048, 4096), float64=(1024, 2048), elementwise=2 ** 25),
+    "gpu": dict(float32=(4096, 8192), float64=(4096,), elementwise=2 ** 28),
+    "tiny": dict(float32=(256,), float64=(256,), elementwise=2 ** 20),
 }
 
 
@@ -108,13 +109,22 @@ def _best_seconds(fn: Callable[[], Any], repeats: int, budget_s: float) -> float
   return best
 
 
-def _matmul_rate(n: int, dtype: Any, precision: Any = None, repeats: int = 5,
-                 budget_s: float = 3.0) -> float:
+def gemm_rate(m: int, k: int, n: int, dtype: Any = jnp.float32, precision: Any = None,
+              repeats: int = 5, budget_s: float = 2.0) -> float:
+  """Achievable FLOP/s of one jitted ``(m, k) @ (k, n)`` product (best of up to ``repeats`` calls).
+
+  The square case is the roofline's peak; a benchmark whose GEMMs are skinny (a batch of 64 rows)
+  can state its rate against this at its own shapes too.
+  """
   ka, kb = jax.random.split(jax.random.key(0))
-  a = jax.random.normal(ka, (n, n), jnp.float32).astype(dtype)
-  b = jax.random.normal(kb, (n, n), jnp.float32).astype(dtype)
+  a = jax.random.normal(ka, (m, k), jnp.float32).astype(dtype)
+  b = jax.random.normal(kb, (k, n), jnp.float32).astype(dtype)
   f = jax.jit(lambda a, b: jnp.matmul(a, b, precision=precision))
-  return 2.0 * n ** 3 / _best_seconds(lambda: f(a, b), repeats, budget_s)
+  return 2.0 * m * k * n / _best_seconds(lambda: f(a, b), repeats, budget_s)
+
+
+def _matmul_rate(sides: tuple[int, ...], dtype: Any, precision: Any = None) -> float:
+  return max(gemm_rate(n, n, n, dtype, precision) for n in sides)
 
 
 def _bandwidth(elements: int, repeats: int = 5, budget_s: float = 2.0) -> float:
@@ -131,13 +141,21 @@ def _bandwidth(elements: int, repeats: int = 5, budget_s: float = 2.0) -> float:
   return 2.0 * 4 * elements / _best_seconds(step, repeats, budget_s)
 
 
-@functools.cache
-def peaks(size: str = "full") -> dict[str, Any]:
+_PEAKS: dict[str, dict[str, Any]] = {}  # per size: the best rates measured in this process
+MAX_REFRESHES = 2  # re-measurements of the peaks per process when an entry beats them
+
+
+def peaks(size: str = "full", refresh: bool = False) -> dict[str, Any]:
   """The default device's achievable rates, measured once per process (best of up to 5 calls).
+
+  On a shared machine a peak measured under load is too low, and a later entry then beats it (a
+  fraction above 1); :func:`roofline` then calls this with ``refresh=True``, which measures again
+  and keeps the better of the two for each rate (``refreshes`` counts these).
 
   Args:
     size: ``"full"`` (the backend's sizes of shared/docs/roofline.md) or ``"tiny"`` (256^3 matmuls
       and a 2^20-element pass: seconds, for smoke tests; it underestimates the peaks).
+    refresh: measure again, keeping the per-rate maximum.
 
   Returns:
     ``flops_per_s``: matmul FLOP/s by precision: ``float32`` (default precision: TF32 on NVIDIA
@@ -146,6 +164,8 @@ def peaks(size: str = "full") -> dict[str, Any]:
   """
   if size not in ("full", "tiny"):
     raise ValueError(f"size: expected 'full' or 'tiny', got {size!r}")
+  if size in _PEAKS and not refresh:
+    return _PEAKS[size]
   backend = jax.default_backend()
   sizes = _PEAK_SIZES["tiny" if size == "tiny" else ("cpu" if backend == "cpu" else "gpu")]
   t0 = time.perf_counter()
@@ -157,8 +177,15 @@ def peaks(size: str = "full") -> dict[str, Any]:
     flops["bfloat16"] = _matmul_rate(sizes["float32"], jnp.bfloat16)
   with jax.enable_x64(True):
     flops["float64"] = _matmul_rate(sizes["float64"], jnp.float64)
-  return {"flops_per_s": flops, "bytes_per_s": _bandwidth(sizes["elementwise"]),
-          "sizes": sizes, "backend": backend, "seconds_to_measure": time.perf_counter() - t0}
+  bandwidth = _bandwidth(sizes["elementwise"])
+  old = _PEAKS.get(size)
+  if old is not None:
+    flops = {k: max(v, old["flops_per_s"][k]) for k, v in flops.items()}
+    bandwidth = max(bandwidth, old["bytes_per_s"])
+  _PEAKS[size] = {"flops_per_s": flops, "bytes_per_s": bandwidth, "sizes": sizes,
+                  "backend": backend, "seconds_to_measure": time.perf_counter() - t0,
+                  "refreshes": 0 if old is None else old["refreshes"] + 1}
+  return _PEAKS[size]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,10 +252,17 @@ def run_cost(algorithm: Any, keys: jax.Array, problem: Any, hp: dict[str, Any], 
   return c_init + c_step * num_steps + metrics * (num_steps // record_every)
 
 def roofline(seconds: float, cost: Cost, size: str = "full") -> dict[str, Any]:
-  """``cost`` done in ``seconds`` against :func:`peaks`: achieved rates and roofline fractions."""
+  """``cost`` done in ``seconds`` against :func:`peaks`: achieved rates and roofline fractions.
+
+  A compute fraction above 1 means the peak was measured under heavier load than the entry: the
+  peaks are measured again (at most ``MAX_REFRESHES`` times per process) and the better kept. (A
+  memory fraction above 1 from XLA's byte count is a cache-resident working set, not a bad peak.)
+  """
   pk = peaks(size)
   if cost.peak not in pk["flops_per_s"]:
     raise ValueError(f"cost.peak: expected one of {sorted(pk['flops_per_s'])}, got {cost.peak!r}")
+  if cost.flops / pk["flops_per_s"][cost.peak] > seconds and pk["refreshes"] < MAX_REFRESHES:
+    pk = peaks(size, refresh=True)
   peak_flops, peak_bw = pk["flops_per_s"][cost.peak], pk["bytes_per_s"]
   t_compute, t_memory = cost.flops / peak_flops, cost.bytes / peak_bw
   return {"flops": cost.flops, "bytes": cost.bytes, "cost_source": cost.source,
@@ -236,7 +270,10 @@ def roofline(seconds: float, cost: Cost, size: str = "full") -> dict[str, Any]:
           "flops_per_s": cost.flops / seconds, "bytes_per_s": cost.bytes / seconds,
           "compute_fraction": t_compute / seconds, "memory_fraction": t_memory / seconds,
           "roofline_fraction": max(t_compute, t_memory) / seconds,
-          "bound": "compute" if t_compute >= t_memory else "memory"}
+          "bound": "compute" if t_compute >= t_memory else "memory",
+          "peak_refreshes": pk["refreshes"],
+          # XLA's bytes count every op's operands: above the bandwidth, the data stayed in cache.
+          **({"cache_resident": True} if t_memory > seconds else {})}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,7 +314,9 @@ class Bench:
   """Collects timings of one benchmark and prints them as JSON lines (one per timing / comparison).
 
   The first lines are the machine and its roofline (:func:`peaks`, measured now unless this process
-  already did); ``roofline="tiny"`` measures it at smoke-test sizes (``None``: not at all).
+  already did); ``roofline="tiny"`` measures it at smoke-test sizes (``None``: not at all). Where an
+  entry beats the peaks (measured under heavier load), they are measured again and printed again:
+  the last ``roofline`` line holds the best rates seen.
   """
 
   def __init__(self, benchmark: str, out=None, roofline: str | None = "full"):
@@ -287,8 +326,11 @@ class Bench:
     self.roofline_size = roofline
     self._rooflines: dict[str, dict[str, Any]] = {}
     self._emit({"kind": "machine", **self.machine})
+    self._refreshes = 0
     if roofline is not None:
-      self._emit({"kind": "roofline", **peaks(roofline)})
+      pk = peaks(roofline)
+      self._refreshes = pk["refreshes"]
+      self._emit({"kind": "roofline", **pk})
 
   def _emit(self, record: dict[str, Any]) -> None:
     print(json.dumps({"benchmark": self.benchmark, **record}), file=self.out, flush=True)
@@ -299,6 +341,9 @@ class Bench:
       return {}
     rec = roofline(timing.median, cost, self.roofline_size)
     self._rooflines[timing.name] = rec
+    if rec["peak_refreshes"] > self._refreshes:  # the peaks were measured again: print them
+      self._refreshes = rec["peak_refreshes"]
+      self._emit({"kind": "roofline", **peaks(self.roofline_size)})
     return rec
 
   def time(self, name: str, fn: Callable[..., Any], *args, repeats: int = 5, min_seconds: float = 0.0,

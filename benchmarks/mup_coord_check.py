@@ -40,6 +40,12 @@ share of the 4096^3 GEMM rate reached. It is well under 1 because a batch of 64 
 (64 x 3072 by 3072 x n, 64 x n by n x n): each weight is used 64 times per pass, so the GEMMs run
 at a fraction of the square-GEMM rate, and the narrow widths (n <= 1024, a third of the program count)
 are dispatch- and tanh-bound; neither is a choice of ours (the batch is mup's example's).
+Measured (issue 17, load 4-6): 48 s, 24% of the square-GEMM roofline (33 GFLOP/s against 138);
+the note at the end measures the GEMMs of the widest width alone in the same run: 48-50 GFLOP/s
+for the forward products (64 x n by n x n) and 32 GFLOP/s for the weight gradients (n x 64 by
+64 x n), so the run is at the rate its own shapes allow. More would need fewer, fatter GEMMs
+(several seeds' batches stacked into one product, which SGD on separate networks does not allow
+without changing the experiment).
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import harness
 from benchmarks.harness import Bench, Cost, Timing, peer_venv, run_result
 from jaxopt_lab import fitting
 from jaxopt_lab.mup.coord_check import coord_check
@@ -210,6 +217,13 @@ def main(argv=None):
   cc = results[-1]
   bench.note(which="ours", gemm_gflop=round(gemm_flops(cfg, True) / 1e9, 1),
              gemm_gflop_per_s=round(gemm_flops(cfg, True) / 1e9 / t_ours.median, 1))
+  # The achievable rate at the widest width's own shapes (a batch of rows against n x n weights):
+  # what the skinny GEMMs allow, next to the square-GEMM peak of the roofline line.
+  n, b = cfg["widths"][-1], cfg["batch"]
+  bench.note(which="gemm rates at the widest width", width=n, batch=b,
+             hidden_forward_gflop_per_s=harness.gemm_rate(b, n, n) / 1e9,
+             input_forward_gflop_per_s=harness.gemm_rate(b, cfg["d_in"], n) / 1e9,
+             weight_gradient_gflop_per_s=harness.gemm_rate(n, b, n) / 1e9)
   ex_ours = cc.exponents("size")[1:].round(3).tolist()
   bench.note(which="ours", size_exponents_by_step=ex_ours, layers=list(cc.layers))
   if args.skip_mup:

@@ -14,6 +14,9 @@ stage is a handful of tiny matmuls and elementwise ops, so even vmapped over 409
 ~10 MFLOP spread over dozens of small batched ops, each too small to reach the GEMM rate, and the
 step-to-step dependency of the scan leaves nothing to overlap. The loop's single flows are pure
 dispatch/latency. What the vmap buys is the ratio against the loop, not the roofline.
+Measured (issue 17, load ~4): 44% (vmapped) and 38% (loop) of the bandwidth bound, by XLA's byte
+count, which counts every small op's operands although the whole state stays in cache: the compute
+fractions (7% and 6% of the float64 peak) are the honest ones.
 """
 
 from __future__ import annotations

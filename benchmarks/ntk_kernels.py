@@ -35,14 +35,27 @@ measured HIGHEST / float64 matmul rate (50 / 52 TFLOP/s on that H200).
 Prints JSON lines (harness.Bench): machine, load average, timings, ratios, accuracy, memory.
 
 Roofline (every preset, against the peaks measured in the same run): an analytic timing's work is
-the input Gram, :math:`2N^2d` FLOPs at the HIGHEST-precision float32 (or float64) matmul peak, and
-its compulsory traffic, the two N x N kernels written once and the inputs read once (the recursion's
-~100 FLOPs per entry and layer are left out: under 10% of the Gram's 1568 per entry at d = 784);
+the problem's least work (:func:`analytic_cost`): the symmetric input Gram's distinct entries,
+:math:`N(N+1)d` FLOPs (half of the full :math:`2N^2d` a plain recursion does, which therefore tops
+out at 50%) at the HIGHEST-precision float32 (or float64) matmul peak, and its compulsory traffic,
+the two N x N kernels written once and the inputs read once (the recursion's ~100 FLOPs per entry
+and layer are left out: about 10% of the Gram's 784 per distinct entry at d = 784);
 neural-tangents' analytic timings are costed with the same work. An empirical timing carries XLA's
 cost analysis of our compiled program, measured in its worker process; neural-tangents' empirical
 implementations do different work each and carry none.
-At N = 4000 on the 2-core CPU the Gram is 25 GFLOP, so the kernel is compute-bound, and the
-fraction is the share of the float32 peak reached.
+At N = 4000 on the 2-core CPU the least Gram is 12.5 GFLOP, so the kernel is compute-bound, and
+the fraction is the share of the float32 peak reached.
+
+Measured (issue 17, 2-core VM shared with other jobs, load 3-8, peaks in the same run): N = 2000:
+20-25%, N = 4000: 14-23% of that roofline (0.33-0.65 s). Why: at N = 4000, timing our kernel
+against the bare Gram in one process (best of 7), the half Gram our symmetric strips compute takes
+about half of our time, the recursion (two arc-cosine layers over 8M distinct entries: a square
+root, a division and the arctangent polynomial per entry, in 128-row strips) 35-40%, and the first
+touch of the 128 MB of fresh output pages ~10% (a 64 MB Gram at d = 16 costs 0.08 s, nearly all of
+it page faults). Closing that gap means fusing the recursion into fewer passes with fewer divisions
+and square roots (one reciprocal square root per entry), which is library work in
+``jaxopt_lab.ntk.analytic`` (not changed here); the GEMM itself runs near the peak.
+The empirical NTK (structured) reached 81% (O = 1) and 47% (O = 10), our Jacobian contraction 19%.
 """
 
 from __future__ import annotations
@@ -198,9 +211,10 @@ def _ours_analytic(x):
 
 
 def analytic_cost(n: int, d: int, dtype: str) -> Cost:
-  """The input Gram's FLOPs at its precision's peak; the kernels written once, the inputs read once."""
+  """The problem's least work: the symmetric input Gram's distinct entries, :math:`N(N+1)d` FLOPs,
+  at its precision's peak; the two kernels written once and the inputs read once."""
   itemsize = np.dtype(dtype).itemsize
-  return Cost(2.0 * n * n * d, float(2 * n * n * itemsize + n * d * itemsize),
+  return Cost(float(n) * (n + 1) * d, float(2 * n * n * itemsize + n * d * itemsize),
               "float32_highest" if dtype == "float32" else "float64")
 
 
