@@ -1,7 +1,7 @@
 r"""Every benchmark's accelerator sizes on one device, in one command, as JSON lines (issue 17).
 
     python -m benchmarks.gpu_suite --out=DIR                  # GPU sizes, ~8 minutes on one H200
-    python -m benchmarks.gpu_suite --out=DIR --preset=tiny    # seconds, any machine (the tests run it)
+    python -m benchmarks.gpu_suite --out=DIR --preset=tiny    # seconds, any machine (tests run it)
     python -m benchmarks.gpu_suite --out=DIR --sections=matrix_sensing,ntk_analytic
 
 Writes ``DIR/results.jsonl`` (and prints the same lines): first the machine and its roofline
@@ -11,23 +11,24 @@ pass), then one line per entry with the device, the JAX version, the time (media
 compile excluded), its FLOPs and bytes, the roofline fraction and, where a baseline runs in the same
 run, the peer's time and the ratio. Sections:
 
-- ``matrix_sensing``: symmetric GD (n = 50, m = 1000 Gaussian measurements, k = r + 2 = 5, 500 steps)
-  vmapped over 1, 64, 1024 and 16384 seeds with the operator shared (what ``sweep`` compiles); ms per
+- ``matrix_sensing``: symmetric GD (n = 50, m = 1000 Gaussian measurements, k = r + 2, 500 steps)
+  vmapped over 1, 64, 1024 and 16384 seeds, the operator shared (what ``sweep`` compiles); ms per
   seed and seeds/s; at 64 seeds also the naive sweep (dense sensing matrices built per seed: 2.5 ms
   per seed on an H200 in shared/docs/roofline.md) as the peer. Aim: <= 0.25 ms/seed at 1024 seeds.
 - ``ntk_analytic``: depth-3 ReLU NTK + NNGP of N = 8192..32768 Gaussian 784-dim inputs, float32,
-  :func:`jaxopt_lab.ntk.analytic.mlp_kernels` against :func:`plain_relu_ntk` (the recursion as a user
-  writes it in jnp, Gram at HIGHEST) in the same run; both checked on ``ref_rows`` rows against the
-  float64 kernel (max relative error), so the ratio is at stated accuracies. Aim: ours <= 0.6x plain.
-- ``ntk_empirical``: :func:`jaxopt_lab.ntk.empirical.empirical_ntk` (``structured``) of a depth-3 ReLU
-  MLP, width 2048, 4096 inputs of 784 dims, 10 outputs (trace), float32.
+  :func:`jaxopt_lab.ntk.analytic.mlp_kernels` against :func:`plain_relu_ntk` (the recursion as a
+  user writes it in jnp, Gram at HIGHEST) in the same run; both checked on ``ref_rows`` rows against
+  the float64 kernel (max relative error), so the ratio is at stated accuracies. Aim: ours <= 0.6x
+  plain.
+- ``ntk_empirical``: :func:`jaxopt_lab.ntk.empirical.empirical_ntk` (``structured``) of a depth-3
+  ReLU MLP, width 2048, 4096 inputs of 784 dims, 10 outputs (trace), float32.
 - ``hessian``: top eigenvalue (20 Lanczos steps, 30 power-iteration products) and the trace (100
   Hutchinson probes) of the loss of a 1,068,810-parameter tanh MLP 784-1024-256-10 on 4096 Gaussian
   inputs with one-hot targets (scikit-learn's digits are not needed), float32.
 - ``mup_coord_check``: :func:`jaxopt_lab.mup.coord_check.coord_check` of
   :mod:`benchmarks.mup_coord_check`'s MLP at widths 2^7..2^14, 10 seeds, 3 SGD steps.
-- ``neural_collapse``: central-path flows (RK4, K = 4, n = d = 10, 200 steps) vmapped over 16384 seeds
-  x 4 lambda_H; flows per second.
+- ``neural_collapse``: central-path flows (RK4, K = 4, n = d = 10, 200 steps) vmapped over 16384
+  seeds x 4 lambda_H; flows per second.
 - ``torch_peers``: microsoft/mup's ``get_coord_data`` and PyHessian on the same problems, on the GPU
   when torch sees one, only where ``mup`` / ``pyhessian`` import in this Python (no venv is built:
   the GPU machine has no network); otherwise one line per peer saying it was skipped.
@@ -62,7 +63,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import harness
+from benchmarks import mup_coord_check as mcc
+from benchmarks import stability_pyhessian as sph
 from benchmarks.harness import Cost, Timing
+from benchmarks.ntk_kernels import analytic_cost
+from jaxopt_lab.engine import run
+from jaxopt_lab.matrix_sensing import problem as msp
+from jaxopt_lab.matrix_sensing.algorithms import symmetric_gd
+from jaxopt_lab.mup.coord_check import coord_check
+from jaxopt_lab.mup.parametrization import MLP, Task, preset
+from jaxopt_lab.neural_collapse.flows import central_path_algorithm
+from jaxopt_lab.ntk import empirical, networks
+from jaxopt_lab.ntk.analytic import mlp_kernels
+from jaxopt_lab.stability import curvature, models
 
 PRESETS: dict[str, dict[str, Any]] = {
     "gpu": dict(
@@ -80,7 +93,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     "tiny": dict(
         roofline="tiny", repeats=1, budget_s=120,
-        matrix_sensing=dict(n=8, m=64, steps=10, seeds=(4,), naive_seeds=0, cap_s=30),  # no naive: 4 s of compile
+        # No naive sweep at tiny sizes: its per-seed problem generation is 4 s of compiling.
+        matrix_sensing=dict(n=8, m=64, steps=10, seeds=(4,), naive_seeds=0, cap_s=30),
         ntk_analytic=dict(sizes=(64,), d=16, ref_rows=8, cap_s=30),
         ntk_empirical=dict(n=16, d=8, width=16, outputs=2, cap_s=30),
         hessian=dict(d=16, hidden=(16,), n=32, lanczos_steps=4, power_iters=4, trace_probes=4,
@@ -176,9 +190,6 @@ class Section:
 
 
 def matrix_sensing(sec: Section) -> None:
-  from jaxopt_lab.engine import run  # pylint: disable=g-import-not-at-top
-  from jaxopt_lab.matrix_sensing import problem as msp  # pylint: disable=g-import-not-at-top
-  from jaxopt_lab.matrix_sensing.algorithms import symmetric_gd  # pylint: disable=g-import-not-at-top
 
   c = sec.cfg
   rank, hp = 3, {"alpha": 0.1, "eta": 0.1}
@@ -215,8 +226,9 @@ def plain_relu_ntk(x1: jax.Array, x2: jax.Array, depth: int, sigma_w: float,
   r"""The depth-``depth`` ReLU NNGP and NTK (NTK parametrization) as a user writes them in jnp.
 
   :math:`\Sigma^0 = \sigma_w^2 x x'^\top / d + \sigma_b^2`, then per layer the arc-cosine step
-  :math:`\Sigma' = \sigma_w^2 \sqrt{q q'}(\sin\theta + (\pi - \theta)\cos\theta) / 2\pi + \sigma_b^2`,
-  :math:`\dot\Sigma = \sigma_w^2 (\pi - \theta) / 2\pi`, :math:`\Theta' = \Sigma' + \dot\Sigma\Theta`
+  :math:`\Sigma' = \sigma_w^2 \sqrt{q q'}(\sin\theta + (\pi - \theta)\cos\theta) / 2\pi
+  + \sigma_b^2`, :math:`\dot\Sigma = \sigma_w^2 (\pi - \theta) / 2\pi`,
+  :math:`\Theta' = \Sigma' + \dot\Sigma\Theta`
   (Jacot et al. 2018, arXiv:1806.07572; Cho & Saul 2009). The Gram at HIGHEST precision; the
   baseline the suite times :func:`jaxopt_lab.ntk.analytic.mlp_kernels` against.
   """
@@ -244,8 +256,6 @@ def _max_rel(k, ref) -> float:
 
 
 def ntk_analytic(sec: Section) -> None:
-  from benchmarks.ntk_kernels import analytic_cost  # pylint: disable=g-import-not-at-top
-  from jaxopt_lab.ntk.analytic import mlp_kernels  # pylint: disable=g-import-not-at-top
 
   c = sec.cfg
   ours = jax.jit(lambda x: tuple(mlp_kernels(x, depth=DEPTH, activation="relu", sigma_w=SIGMA_W,
@@ -273,12 +283,10 @@ def ntk_analytic(sec: Section) -> None:
 
 
 def ntk_empirical(sec: Section) -> None:
-  from jaxopt_lab.ntk import empirical  # pylint: disable=g-import-not-at-top
-  from jaxopt_lab.ntk.networks import MLP  # pylint: disable=g-import-not-at-top
 
   c = sec.cfg
-  net = MLP((c["d"],) + (c["width"],) * (DEPTH - 1) + (c["outputs"],), "relu", sigma_w=SIGMA_W,
-            sigma_b=SIGMA_B)
+  net = networks.MLP((c["d"],) + (c["width"],) * (DEPTH - 1) + (c["outputs"],), "relu",
+                     sigma_w=SIGMA_W, sigma_b=SIGMA_B)
   params = net.init(jax.random.key(1), jnp.float32)
   x = jax.random.normal(jax.random.key(2), (c["n"], c["d"]), jnp.float32)
   fn = jax.jit(lambda p, x: empirical.empirical_ntk(net, p, x, method="structured"))
@@ -289,7 +297,6 @@ def ntk_empirical(sec: Section) -> None:
 
 
 def _hessian_problem(c: dict):
-  from jaxopt_lab.stability import models  # pylint: disable=g-import-not-at-top
 
   kx, ky = jax.random.split(jax.random.key(0))
   x = jax.random.normal(kx, (c["n"], c["d"]), jnp.float32)
@@ -300,7 +307,6 @@ def _hessian_problem(c: dict):
 
 
 def hessian(sec: Section) -> None:
-  from jaxopt_lab.stability import curvature, models  # pylint: disable=g-import-not-at-top
 
   c = sec.cfg
   model, params, x, y = _hessian_problem(c)
@@ -330,36 +336,32 @@ def hessian(sec: Section) -> None:
 
 
 def mup_coord_check(sec: Section) -> None:
-  from benchmarks.mup_coord_check import D_OUT, LR, gemm_flops, weight_bytes  # pylint: disable=g-import-not-at-top
-  from jaxopt_lab.mup.coord_check import coord_check  # pylint: disable=g-import-not-at-top
-  from jaxopt_lab.mup.parametrization import MLP, Task, preset  # pylint: disable=g-import-not-at-top
 
   c = sec.cfg
   kx, ky = jax.random.split(jax.random.key(0))
   task = Task(jax.random.normal(kx, (c["batch"], c["d_in"]), jnp.float32),
-              jax.random.randint(ky, (c["batch"],), 0, D_OUT))
-  net = MLP(preset("mup", 2), c["d_in"], c["widths"][0], D_OUT, activation="tanh",
+              jax.random.randint(ky, (c["batch"],), 0, mcc.D_OUT))
+  net = MLP(preset("mup", 2), c["d_in"], c["widths"][0], mcc.D_OUT, activation="tanh",
             base_width=c["widths"][0], bias=True, sigma=3 ** -0.5, init_distribution="uniform")
   # The widths up to 2^11 first (a number even if the cap then stops the rest), then all of them.
   for top in sec.sizes(sorted({min(5, len(c["widths"])), len(c["widths"])})):
     widths = list(c["widths"][:top])
     cfg = dict(c, widths=widths)
-    fn = lambda widths=widths: coord_check(net, widths, task, seeds=range(c["seeds"]), lr=LR,
-                                           num_steps=c["steps"], loss="xent").size
+    fn = lambda widths=widths: coord_check(net, widths, task, seeds=range(c["seeds"]),
+                                           lr=mcc.LR, num_steps=c["steps"], loss="xent").size
     t = sec.time(f"coord_check widths {widths[0]}..{widths[-1]}", fn, repeats=1)
     sec.entry(f"coord check widths {widths[0]}..{widths[-1]}, {c['seeds']} seeds, "
-              f"{c['steps']} steps", t, Cost(gemm_flops(cfg, True), weight_bytes(cfg)),
+              f"{c['steps']} steps", t, Cost(mcc.gemm_flops(cfg, True), mcc.weight_bytes(cfg)),
               widths=widths, seeds=c["seeds"], steps=c["steps"])
 
 
 def neural_collapse(sec: Section) -> None:
-  from jaxopt_lab.engine import run  # pylint: disable=g-import-not-at-top
-  from jaxopt_lab.neural_collapse.flows import central_path_algorithm  # pylint: disable=g-import-not-at-top
 
   c = sec.cfg
   lam_h = jnp.asarray((0.0, 0.01, 0.1, 0.5))
   alg = central_path_algorithm(num_classes=4, n=10, d=10, dt=1e-3)
-  one = functools.partial(run, alg, problem=None, num_steps=c["steps"], record_every=c["steps"] // 4)
+  one = functools.partial(run, alg, problem=None, num_steps=c["steps"],
+                          record_every=c["steps"] // 4)
   flow = lambda key, lh: one(key, hp={"lambda_W": 2.0 ** 0.5, "lambda_H": lh})
   with jax.enable_x64(True):  # as the benchmark and the theory checks
     grid = jax.jit(jax.vmap(jax.vmap(flow, in_axes=(None, 0)), in_axes=(0, None)))
@@ -368,7 +370,8 @@ def neural_collapse(sec: Section) -> None:
     t = sec.time("central-path flows", grid, keys, lam)
     flows = c["seeds"] * lam.size
     cost = harness.run_cost(alg, jnp.repeat(keys, lam.size), None,
-                            {"lambda_W": jnp.asarray(2.0 ** 0.5), "lambda_H": jnp.tile(lam, c["seeds"])},
+                            {"lambda_W": jnp.asarray(2.0 ** 0.5),
+                             "lambda_H": jnp.tile(lam, c["seeds"])},
                             num_steps=c["steps"], record_every=c["steps"] // 4,
                             in_axes=(0, None, {"lambda_W": None, "lambda_H": 0}), peak="float64")
   sec.entry(f"central-path flows, {c['seeds']} seeds x 4 lambda_H, {c['steps']} RK4 steps", t, cost,
@@ -394,7 +397,6 @@ def _torch_cuda() -> bool:
 
 
 def _peer_mup(sec: Section) -> None:
-  from benchmarks import mup_coord_check as mcc  # pylint: disable=g-import-not-at-top
 
   c = dict(sec.suite.cfg["mup_coord_check"])
   c["widths"] = list(c["widths"])
@@ -409,8 +411,6 @@ def _peer_mup(sec: Section) -> None:
 
 
 def _peer_pyhessian(sec: Section) -> None:
-  from benchmarks import stability_pyhessian as sph  # pylint: disable=g-import-not-at-top
-  from jaxopt_lab.stability import curvature, models  # pylint: disable=g-import-not-at-top
 
   c = sec.suite.cfg["hessian"]
   model, params, x, y = _hessian_problem(c)
@@ -429,7 +429,8 @@ def _peer_pyhessian(sec: Section) -> None:
     cfg = dict(hidden=c["hidden"], trace_probes=c["trace_probes"], slq_steps=2, slq_probes=1)
     res = sph.run_pyhessian(sys.executable, cfg, npz, dict(os.environ), 3, default_trace=False,
                             cuda=cuda)
-  for key, what in (("eig", "top eigenvalue (tol 1e-3)"), ("trace", f"trace, {c['trace_probes']} probes")):
+  for key, what in (("eig", "top eigenvalue (tol 1e-3)"),
+                    ("trace", f"trace, {c['trace_probes']} probes")):
     t = sph._timing(f"pyhessian {key}", res[key])  # pylint: disable=protected-access
     hvps = float(np.median([r["hvps"] for r in res[key][1:]]))
     sec.entry(f"PyHessian {what}", t, hvp_cost * hvps, hvps=hvps, torch=res["torch"],

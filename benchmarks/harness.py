@@ -4,9 +4,10 @@ Every benchmark times our function and a baseline *in the same run on the same m
 ratio; absolute times are only meaningful together with the machine record printed with them.
 
 Each timing can also carry its work, a :class:`Cost` (FLOPs and bytes moved, counted from the
-algorithm or from XLA's cost analysis of the compiled function, :func:`xla_cost`), and is then stated
-against the machine's roofline measured *in the same process* (:func:`peaks`: the achievable matmul
-rate per precision and the bandwidth of a large elementwise pass, once per process):
+algorithm or from XLA's cost analysis of the compiled function, :func:`xla_cost`), and is then
+stated against the machine's roofline measured *in the same process* (:func:`peaks`: the
+achievable matmul rate per precision and the bandwidth of a large elementwise pass, once per
+process):
 
 .. math:: \text{roofline fraction} = \max(\text{flops} / \text{peak flops},
           \ \text{bytes} / \text{peak bandwidth}) / \text{measured time}.
@@ -173,7 +174,8 @@ def peaks(size: str = "full", refresh: bool = False) -> dict[str, Any]:
   if backend == "cpu":  # XLA:CPU ignores the precision flag: HIGHEST is the default there
     flops["float32_highest"] = flops["float32"]
   else:
-    flops["float32_highest"] = _matmul_rate(sizes["float32"], jnp.float32, jax.lax.Precision.HIGHEST)
+    flops["float32_highest"] = _matmul_rate(sizes["float32"], jnp.float32,
+                                            jax.lax.Precision.HIGHEST)
     flops["bfloat16"] = _matmul_rate(sizes["float32"], jnp.bfloat16)
   with jax.enable_x64(True):
     flops["float64"] = _matmul_rate(sizes["float64"], jnp.float64)
@@ -195,7 +197,8 @@ class Cost:
   ``peak`` names an entry of ``peaks()["flops_per_s"]`` (``float32``: default precision,
   ``float32_highest``, ``float64``, ``bfloat16``). ``source`` says how it was counted: from the
   algorithm (bytes: the compulsory traffic, a lower bound) or from XLA's cost analysis (bytes: every
-  HLO op's operands and results, an upper bound on memory traffic when the working set fits in cache).
+  HLO op's operands and results: an upper bound on memory traffic when the working set fits in
+  cache).
   """
 
   flops: float
@@ -233,7 +236,8 @@ def run_cost(algorithm: Any, keys: jax.Array, problem: Any, hp: dict[str, Any], 
   """XLA's cost of ``vmap(engine.run)`` over ``keys``: init + ``num_steps`` steps + the records.
 
   Each piece is compiled alone (XLA counts a scan's body once): the vmapped init, one vmapped step
-  with its metrics dropped (what the ``record_every - 1`` unrecorded steps cost) times ``num_steps``,
+  with its metrics dropped (what the ``record_every - 1`` unrecorded steps cost) times
+  ``num_steps``,
   and the metrics of one step times the number of records. ``in_axes`` as for ``vmap(run)`` over
   ``(keys, problem, hp)``.
   """
@@ -346,8 +350,9 @@ class Bench:
       self._emit({"kind": "roofline", **peaks(self.roofline_size)})
     return rec
 
-  def time(self, name: str, fn: Callable[..., Any], *args, repeats: int = 5, min_seconds: float = 0.0,
-           extra: dict[str, Any] | None = None, cost: Cost | None = None, **kwargs) -> Timing:
+  def time(self, name: str, fn: Callable[..., Any], *args, repeats: int = 5,
+           min_seconds: float = 0.0, extra: dict[str, Any] | None = None, cost: Cost | None = None,
+           **kwargs) -> Timing:
     """Times ``fn(*args, **kwargs)`` (see :func:`time_call`) and prints the record.
 
     With ``cost``, the record also holds the FLOPs, bytes and roofline fraction (:func:`roofline`).
@@ -357,7 +362,7 @@ class Bench:
     return t
 
   def record(self, timing: Timing, /, cost: Cost | None = None, **extra) -> None:
-    """Prints a timing measured elsewhere (e.g. in a peer's process), with its roofline if costed."""
+    """Prints a timing measured elsewhere (e.g. a peer's process), with its roofline if costed."""
     self._emit({"kind": "timing", **dataclasses.asdict(timing), **self.roofline(timing, cost),
                 **extra})
 
@@ -366,7 +371,8 @@ class Bench:
     fractions of both where their costs were given."""
     ratio = baseline.median / ours.median
     fractions = {f"{side}_roofline_fraction": self._rooflines[t.name]["roofline_fraction"]
-                 for side, t in (("ours", ours), ("baseline", baseline)) if t.name in self._rooflines}
+                 for side, t in (("ours", ours), ("baseline", baseline))
+                 if t.name in self._rooflines}
     self._emit({"kind": "ratio", "label": label, "ours": ours.name, "baseline": baseline.name,
                 "ours_s": ours.median, "baseline_s": baseline.median, "speedup": ratio,
                 **fractions, **extra})

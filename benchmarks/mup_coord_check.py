@@ -38,8 +38,8 @@ and rewritten by the update each step), against the float32 matmul peak measured
 At the CPU sizes the run is compute-bound (batch 64 against n x n weights), so the fraction is the
 share of the 4096^3 GEMM rate reached. It is well under 1 because a batch of 64 is a skinny GEMM
 (64 x 3072 by 3072 x n, 64 x n by n x n): each weight is used 64 times per pass, so the GEMMs run
-at a fraction of the square-GEMM rate, and the narrow widths (n <= 1024, a third of the program count)
-are dispatch- and tanh-bound; neither is a choice of ours (the batch is mup's example's).
+at a fraction of the square-GEMM rate, and the narrow widths (n <= 1024, a third of the program
+count) are dispatch- and tanh-bound; neither is a choice of ours (the batch is mup's example's).
 Measured (issue 17, load 4-6): 48 s, 24% of the square-GEMM roofline (33 GFLOP/s against 138);
 the note at the end measures the GEMMs of the widest width alone in the same run: 48-50 GFLOP/s
 for the forward products (64 x n by n x n) and 32 GFLOP/s for the weight gradients (n x 64 by
@@ -100,7 +100,8 @@ TORCH_SCRIPT = textwrap.dedent(r"""
     y = torch.randint(0, 10, (cfg["batch"],), generator=g)
     models = {w: lazy(w) for w in cfg["widths"]}
     run = lambda: get_coord_data(models, [(x, y)], optimizer="sgd", lr=cfg["lr"], mup=True,
-                                 nsteps=cfg["steps"], nseeds=cfg["seeds"], cuda=cfg.get("cuda", False),
+                                 nsteps=cfg["steps"], nseeds=cfg["seeds"],
+                                 cuda=cfg.get("cuda", False),
                                  show_progress=False, lossfn="xent")
     t0 = time.perf_counter(); df = run(); first = time.perf_counter() - t0
     times = []

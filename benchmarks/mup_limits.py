@@ -11,12 +11,12 @@ same stream: the kernel (NTK) limit of the same network, whose memory is O((N + 
 of distinct examples.
 
 Roofline: every timing carries T times XLA's cost analysis of the same limit at T = 1 (one step and
-one record: XLA counts a scan's body once, so the cost of the whole T-step program cannot be read off
-directly; the T = 1 program's setup is counted T times, so FLOPs and bytes are upper bounds). These
-limits are far below the roofline, by design of the problem: a step of the linear limit updates a
-20 x 20 state from a batch of 8 (a few kFLOP), the kernel limit a 20 x 20 kernel, so a step is a chain
-of microsecond ops bound by the scan's step-to-step latency, not by FLOPs or bytes; the tanh
-quadrature's step is elementwise over the nodes (memory-bound, and closer to the bandwidth).
+one record: XLA counts a scan's body once, so the cost of the whole T-step program cannot be read
+off directly; the T = 1 program's setup is counted T times, so FLOPs and bytes are upper bounds).
+These limits are far below the roofline, by design of the problem: a step of the linear limit
+updates a 20 x 20 state from a batch of 8 (a few kFLOP), the kernel limit a 20 x 20 kernel, so a
+step is a chain of microsecond ops bound by the scan's step-to-step latency, not by FLOPs or bytes;
+the tanh quadrature's step is elementwise over the nodes (memory-bound, closer to the bandwidth).
 What is measured here is memory and steps per second, which the roofline does not bound.
 Measured (issue 17): linear 30-35%, tanh quadrature 41-61%, kernel limit 2-170% of the (byte)
 bound: XLA's bytes of a cache-resident state, so these say only that nothing here is FLOP-bound.

@@ -9,10 +9,10 @@ every (seed, lambda_H) pair as one flow) and the speedup, each timing with its F
 roofline fraction (XLA's cost analysis of init, one step and one record,
 :func:`benchmarks.harness.run_cost`).
 
-Roofline: far below it, by construction. A flow's state is a few 10 x 4 and 4 x 10 matrices; each RK4
-stage is a handful of tiny matmuls and elementwise ops, so even vmapped over 4096 flows a step is
-~10 MFLOP spread over dozens of small batched ops, each too small to reach the GEMM rate, and the
-step-to-step dependency of the scan leaves nothing to overlap. The loop's single flows are pure
+Roofline: far below it, by construction. A flow's state is a few 10 x 4 and 4 x 10 matrices; each
+RK4 stage is a handful of tiny matmuls and elementwise ops, so even vmapped over 4096 flows a step
+is ~10 MFLOP spread over dozens of small batched ops, each too small to reach the GEMM rate, and
+the step-to-step dependency of the scan leaves nothing to overlap. The loop's single flows are pure
 dispatch/latency. What the vmap buys is the ratio against the loop, not the roofline.
 Measured (issue 17, load ~4): 44% (vmapped) and 38% (loop) of the bandwidth bound, by XLA's byte
 count, which counts every small op's operands although the whole state stays in cache: the compute

@@ -311,7 +311,8 @@ def ours_empirical_worker(cfg: dict) -> dict:
           "repeats": t.repeats,
           "compiled_bytes": int(compiled.argument_size_in_bytes + compiled.output_size_in_bytes
                                 + compiled.temp_size_in_bytes),
-          "flops": float(ca.get("flops", 0.0)), "bytes_accessed": float(ca.get("bytes accessed", 0.0)),
+          "flops": float(ca.get("flops", 0.0)),
+          "bytes_accessed": float(ca.get("bytes accessed", 0.0)),
           "peak_rss_bytes": _peak_rss()}
 
 

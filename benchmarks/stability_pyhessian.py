@@ -42,9 +42,10 @@ Prints JSON lines (harness.Bench): machine, load, timings, ratios per task, accu
 
 Roofline: each task's work is its number of Hessian-vector products times XLA's cost analysis of one
 of ours (forward-over-reverse, float32; Lanczos' reorthogonalization, 2 d k FLOPs a step, is left
-out, under 1%); PyHessian's timings are costed with its own counted products and the same per-product
-cost (its double-backward HVP does the same GEMMs). One HVP on the CPU preset is ~6 GEMM passes of
-1000 x 784 x 1024: compute-bound, so the fraction is the share of the float32 matmul peak reached.
+out, under 1%); PyHessian's timings are costed with its own counted products and the same
+per-product cost (its double-backward HVP does the same GEMMs). One HVP on the CPU preset is ~6
+GEMM passes of 1000 x 784 x 1024: compute-bound, so the fraction is the share of the float32
+matmul peak reached.
 Measured (issue 17, ours only, two runs at load ~5 and ~8): power iteration 78-130%, Lanczos
 40-130%, Hutchinson 46-96%, SLQ 22%+ (the 8-load run). Above 1 means the work is overcounted or the
 peak undercounted: the peak measured under heavier load than the entry (it is measured again then,
