@@ -9,7 +9,23 @@ Three ways to run S seeds of symmetric GD (k = r + 2, small init) on one sensing
 - loop: the same jitted single-seed run called once per seed from Python;
 - naive: every seed builds and uses its own dense sensing matrices (the sweep timed in
   ../shared/docs/roofline.md: 2.5 ms per seed at 64 seeds on an H200).
-Prints JSON lines: the machine, each timing, per-seed costs and the speedups.
+Prints JSON lines: the machine and its roofline, each timing with its FLOPs, bytes and roofline
+fraction (XLA's cost analysis of init, one step and one record, :func:`benchmarks.harness.run_cost`;
+the naive sweep adds the per-seed problem generation), per-seed costs and the speedups.
+
+Roofline, 2-core CPU (issue 17): the shared-operator sweep is a GEMM of (m x n^2) by (n^2 x S) per
+step, so at 64 seeds it is compute-bound near the float32 peak; at 1 seed it is a matrix-vector
+product re-reading the operator every step, memory-bound in principle but the 2.2 MB operator (CPU
+sizes) stays in cache, so XLA's byte count, an upper bound on DRAM traffic, can put it above 1.
+The Python loop pays one dispatch per seed and the S = 1 product per seed; the naive sweep reads
+S different operators per step (bandwidth-bound) and builds them first. Each seed count also notes
+the rate its step's (m x n^2) by (n^2 x S) product reaches alone on this machine.
+
+Measured (issue 17, load 4-8, CPU preset): 64 seeds 0.27 s (108 GFLOP/s), 41-67% of the float32
+roofline (the square-GEMM peak itself moved between 161 and 265 GFLOP/s between runs), while the
+step's 600 x 900 x 64 GEMM alone reached 126 GFLOP/s: the sweep runs at ~85% of what its shape
+allows. 16 seeds: that GEMM alone 92 GFLOP/s; 1 seed: a matrix-vector product (9 GFLOP/s alone) on a
+cache-resident operator, so its bytes-based fraction (above 1) only says the data stayed in cache.
 """
 
 from __future__ import annotations
@@ -20,7 +36,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from benchmarks.harness import Bench
+from benchmarks import harness
+from benchmarks.harness import Bench, run_cost, xla_cost
 from jaxopt_lab.engine import run
 from jaxopt_lab.matrix_sensing import problem as msp
 from jaxopt_lab.matrix_sensing.algorithms import symmetric_gd
@@ -44,7 +61,7 @@ def main(argv=None):
   if args.dtype == "float64":
     jax.config.update("jax_enable_x64", True)
   dtype = jnp.dtype(args.dtype)
-  bench = Bench("matrix_sensing_sweep")
+  bench = Bench("matrix_sensing_sweep", roofline="tiny" if args.preset == "tiny" else "full")
   bench.note(preset=args.preset, dtype=args.dtype, rank=RANK, k=RANK + 2, **{
       k: v for k, v in cfg.items() if k != "seeds"})
 
@@ -70,14 +87,23 @@ def main(argv=None):
       return one_run(k_run, make(k_problem), HP)
     return jax.vmap(per_seed)(keys)
 
+  steps, every = cfg["steps"], cfg["steps"] // 10
+  cost_of = functools.partial(run_cost, alg, hp=HP, num_steps=steps, record_every=every)
+  one_cost = cost_of(jax.random.split(jax.random.key(1), 1), problem)
   for s in cfg["seeds"]:
     keys = jax.random.split(jax.random.key(1), s)
-    t_ours = bench.time("vmapped_shared_operator", ours, keys, problem, repeats=args.repeats,
-                        extra={"seeds": s})
-    t_loop = bench.time("python_loop_over_seeds", loop, keys, problem, repeats=args.repeats,
-                        extra={"seeds": s})
-    t_naive = bench.time("naive_per_seed_operator", naive, keys, repeats=args.repeats,
-                         extra={"seeds": s})
+    problems = jax.eval_shape(jax.vmap(make), jax.random.split(keys[0], s))
+    naive_cost = (xla_cost(jax.vmap(make), keys) +
+                  cost_of(keys, problems, in_axes=(0, 0, None)))
+    t_ours = bench.time(f"vmapped_shared_operator S={s}", ours, keys, problem,
+                        repeats=args.repeats, extra={"seeds": s}, cost=cost_of(keys, problem))
+    t_loop = bench.time(f"python_loop_over_seeds S={s}", loop, keys, problem, repeats=args.repeats,
+                        extra={"seeds": s}, cost=one_cost * s)
+    t_naive = bench.time(f"naive_per_seed_operator S={s}", naive, keys, repeats=args.repeats,
+                         extra={"seeds": s}, cost=naive_cost)
+    # A step's main product, (m x n^2) by (n^2 x S): the rate its shape allows on this machine.
+    bench.note(seeds=s, step_gemm_shape=[cfg["m"], cfg["n"] ** 2, s],
+               step_gemm_gflop_per_s=harness.gemm_rate(cfg["m"], cfg["n"] ** 2, s, dtype) / 1e9)
     bench.note(seeds=s, ours_ms_per_seed=1e3 * t_ours.median / s,
                loop_ms_per_seed=1e3 * t_loop.median / s, naive_ms_per_seed=1e3 * t_naive.median / s)
     bench.compare(t_ours, t_loop, label=f"seeds={s}")

@@ -31,12 +31,26 @@ Measured (``--preset=cpu``, 2-core Sapphire Rapids VM shared with other jobs, is
 47-84 s); mup 37.3 s with default malloc and 41.1 s with jemalloc (load 1.9-3.7): 1.3-1.6x, not
 the 3x asked for. Both are bound by the same dense GEMMs at the widest sizes (1416 GFLOP for mup,
 1595 for ours, 68% of it at n = 8192; ours ran at 56-63 GFLOP/s, mup at 35-38 GFLOP/s).
+
+Roofline: both timings carry the GEMM FLOPs of :func:`gemm_flops` and the weight traffic of
+:func:`weight_bytes` (compulsory: weights written at init, read by the forward and backward passes
+and rewritten by the update each step), against the float32 matmul peak measured in the same run.
+At the CPU sizes the run is compute-bound (batch 64 against n x n weights), so the fraction is the
+share of the 4096^3 GEMM rate reached. It is well under 1 because a batch of 64 is a skinny GEMM
+(64 x 3072 by 3072 x n, 64 x n by n x n): each weight is used 64 times per pass, so the GEMMs run
+at a fraction of the square-GEMM rate, and the narrow widths (n <= 1024, a third of the program
+count) are dispatch- and tanh-bound; neither is a choice of ours (the batch is mup's example's).
+Measured (issue 17, load 4-6): 48 s, 24% of the square-GEMM roofline (33 GFLOP/s against 138);
+the note at the end measures the GEMMs of the widest width alone in the same run: 48-50 GFLOP/s
+for the forward products (64 x n by n x n) and 32 GFLOP/s for the weight gradients (n x 64 by
+64 x n), so the run is at the rate its own shapes allow. More would need fewer, fatter GEMMs
+(several seeds' batches stacked into one product, which SGD on separate networks does not allow
+without changing the experiment).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import glob
 import json
 import os
@@ -46,7 +60,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.harness import Bench, Timing, peer_venv, run_result
+from benchmarks import harness
+from benchmarks.harness import Bench, Cost, Timing, peer_venv, run_result
 from jaxopt_lab import fitting
 from jaxopt_lab.mup.coord_check import coord_check
 from jaxopt_lab.mup.parametrization import MLP, Task, preset
@@ -85,7 +100,8 @@ TORCH_SCRIPT = textwrap.dedent(r"""
     y = torch.randint(0, 10, (cfg["batch"],), generator=g)
     models = {w: lazy(w) for w in cfg["widths"]}
     run = lambda: get_coord_data(models, [(x, y)], optimizer="sgd", lr=cfg["lr"], mup=True,
-                                 nsteps=cfg["steps"], nseeds=cfg["seeds"], cuda=False,
+                                 nsteps=cfg["steps"], nseeds=cfg["seeds"],
+                                 cuda=cfg.get("cuda", False),
                                  show_progress=False, lossfn="xent")
     t0 = time.perf_counter(); df = run(); first = time.perf_counter() - t0
     times = []
@@ -119,9 +135,10 @@ def tuned_malloc_env() -> tuple[dict[str, str], str]:
   return env, "glibc tunables (mmap/trim threshold 4 GiB, top_pad 256 MiB), MALLOC_ARENA_MAX=2"
 
 
-def run_mup(py: str, cfg: dict, env: dict[str, str], repeats: int) -> dict:
+def run_mup(py: str, cfg: dict, env: dict[str, str], repeats: int, cuda: bool = False) -> dict:
+  """mup's ``get_coord_data`` timed in a process of ``py`` (on the GPU with ``cuda``)."""
   arg = json.dumps({**cfg, "lr": LR, "base": cfg["widths"][0], "repeats": repeats,
-                    "threads": os.cpu_count() or 1})
+                    "threads": os.cpu_count() or 1, "cuda": cuda})
   return run_result([py, "-c", TORCH_SCRIPT, arg], "mup run", env=env)
 
 
@@ -135,6 +152,16 @@ def gemm_flops(cfg: dict, extra_forward: bool) -> float:
     per_step = 2 * cfg["batch"] * (2 * p + n * n + D_OUT * n)
     last = 2 * cfg["batch"] * p if extra_forward else 0
     total += cfg["seeds"] * (cfg["steps"] * per_step + last)
+  return total
+
+
+def weight_bytes(cfg: dict) -> float:
+  """Compulsory float32 weight traffic: per seed and width, written once at init, then read twice
+  (forward, backward) and rewritten once (the update) at each step."""
+  total = 0.0
+  for n in cfg["widths"]:
+    p = cfg["d_in"] * n + n * n + D_OUT * n
+    total += cfg["seeds"] * 4 * p * (1 + 3 * cfg["steps"])
   return total
 
 
@@ -153,7 +180,7 @@ def main(argv=None):
   p.add_argument("--key-impl", default="threefry2x32", help="ours: JAX key implementation")
   args = p.parse_args(argv)
   cfg = PRESETS[args.preset]
-  bench = Bench("mup_coord_check")
+  bench = Bench("mup_coord_check", roofline="tiny" if args.preset == "tiny" else "full")
   bench.note(preset=args.preset, lr=LR, d_out=D_OUT, loadavg=os.getloadavg(), **cfg)
 
   kx, ky = jax.random.split(jax.random.key(0))
@@ -184,12 +211,20 @@ def main(argv=None):
   t_ours = bench.time("jaxopt_lab.coord_check", ours, repeats=args.repeats,
                       extra={"widths": cfg["widths"], "seeds": cfg["seeds"],
                              "seed_batch": seed_batch, "key_impl": args.key_impl,
-                             "loadavg_after": os.getloadavg()})
+                             "loadavg_after": os.getloadavg()},
+                      cost=Cost(gemm_flops(cfg, True), weight_bytes(cfg)))
   bench.note(which="ours", compile_s_per_width=[round(c, 2) for c in compiles],
              num_compiles=len(compiles))
   cc = results[-1]
   bench.note(which="ours", gemm_gflop=round(gemm_flops(cfg, True) / 1e9, 1),
              gemm_gflop_per_s=round(gemm_flops(cfg, True) / 1e9 / t_ours.median, 1))
+  # The achievable rate at the widest width's own shapes (a batch of rows against n x n weights):
+  # what the skinny GEMMs allow, next to the square-GEMM peak of the roofline line.
+  n, b = cfg["widths"][-1], cfg["batch"]
+  bench.note(which="gemm rates at the widest width", width=n, batch=b,
+             hidden_forward_gflop_per_s=harness.gemm_rate(b, n, n) / 1e9,
+             input_forward_gflop_per_s=harness.gemm_rate(b, cfg["d_in"], n) / 1e9,
+             weight_gradient_gflop_per_s=harness.gemm_rate(n, b, n) / 1e9)
   ex_ours = cc.exponents("size")[1:].round(3).tolist()
   bench.note(which="ours", size_exponents_by_step=ex_ours, layers=list(cc.layers))
   if args.skip_mup:
@@ -198,12 +233,13 @@ def main(argv=None):
   bench.note(loadavg_before_mup=os.getloadavg())
   res_default = run_mup(py, cfg, dict(os.environ), args.repeats)
   t_default = _timing("mup.get_coord_data (default malloc)", res_default["times"], res_default["first"])
-  bench.note(measured_in="mup process", **dataclasses.asdict(t_default))
+  mup_cost = Cost(gemm_flops(cfg, False), weight_bytes(cfg))
+  bench.record(t_default, cost=mup_cost, measured_in="mup process")
   env, label = tuned_malloc_env()
   res_tuned = run_mup(py, cfg, env, args.repeats)
   bench.note(loadavg_after_mup=os.getloadavg())
   t_tuned = _timing(f"mup.get_coord_data ({label})", res_tuned["times"], res_tuned["first"])
-  bench.note(measured_in="mup process", **dataclasses.asdict(t_tuned))
+  bench.record(t_tuned, cost=mup_cost, measured_in="mup process")
   bench.note(which="mup", gemm_gflop=round(gemm_flops(cfg, False) / 1e9, 1),
              gemm_gflop_per_s_default=round(gemm_flops(cfg, False) / 1e9 / t_default.median, 1),
              gemm_gflop_per_s_tuned=round(gemm_flops(cfg, False) / 1e9 / t_tuned.median, 1))

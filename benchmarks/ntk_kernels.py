@@ -33,6 +33,29 @@ elementwise memory roofline of shared/docs/roofline.md (H200: 3.3 TB/s): the lea
 writing the two N x N kernels once. It also prints the time the Gram matrix alone needs at the
 measured HIGHEST / float64 matmul rate (50 / 52 TFLOP/s on that H200).
 Prints JSON lines (harness.Bench): machine, load average, timings, ratios, accuracy, memory.
+
+Roofline (every preset, against the peaks measured in the same run): an analytic timing's work is
+the problem's least work (:func:`analytic_cost`): the symmetric input Gram's distinct entries,
+:math:`N(N+1)d` FLOPs (half of the full :math:`2N^2d` a plain recursion does, which therefore tops
+out at 50%) at the HIGHEST-precision float32 (or float64) matmul peak, and its compulsory traffic,
+the two N x N kernels written once and the inputs read once (the recursion's ~100 FLOPs per entry
+and layer are left out: about 10% of the Gram's 784 per distinct entry at d = 784);
+neural-tangents' analytic timings are costed with the same work. An empirical timing carries XLA's
+cost analysis of our compiled program, measured in its worker process; neural-tangents' empirical
+implementations do different work each and carry none.
+At N = 4000 on the 2-core CPU the least Gram is 12.5 GFLOP, so the kernel is compute-bound, and
+the fraction is the share of the float32 peak reached.
+
+Measured (issue 17, 2-core VM shared with other jobs, load 3-8, peaks in the same run): N = 2000:
+20-25%, N = 4000: 14-23% of that roofline (0.33-0.65 s). Why: at N = 4000, timing our kernel
+against the bare Gram in one process (best of 7), the half Gram our symmetric strips compute takes
+about half of our time, the recursion (two arc-cosine layers over 8M distinct entries: a square
+root, a division and the arctangent polynomial per entry, in 128-row strips) 35-40%, and the first
+touch of the 128 MB of fresh output pages ~10% (a 64 MB Gram at d = 16 costs 0.08 s, nearly all of
+it page faults). Closing that gap means fusing the recursion into fewer passes with fewer divisions
+and square roots (one reciprocal square root per entry), which is library work in
+``jaxopt_lab.ntk.analytic`` (not changed here); the GEMM itself runs near the peak.
+The empirical NTK (structured) reached 81% (O = 1) and 47% (O = 10), our Jacobian contraction 19%.
 """
 
 from __future__ import annotations
@@ -50,7 +73,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.harness import Bench, Timing, peer_venv, run_result, time_call
+from benchmarks.harness import Bench, Cost, Timing, peer_venv, run_result, time_call
 
 PRESETS = {
     "cpu": dict(sizes=[2000, 4000], d=784, dtypes=["float32"], emp_n=256, emp_width=512,
@@ -187,14 +210,24 @@ def _ours_analytic(x):
   return mlp_kernels(x, depth=DEPTH, activation="relu", sigma_w=SIGMA_W, sigma_b=SIGMA_B)
 
 
+def analytic_cost(n: int, d: int, dtype: str) -> Cost:
+  """The problem's least work: the symmetric input Gram's distinct entries, :math:`N(N+1)d` FLOPs,
+  at its precision's peak; the two kernels written once and the inputs read once."""
+  itemsize = np.dtype(dtype).itemsize
+  return Cost(float(n) * (n + 1) * d, float(2 * n * n * itemsize + n * d * itemsize),
+              "float32_highest" if dtype == "float32" else "float64")
+
+
 def analytic_vs_peer(bench: Bench, cfg: dict, py: str | None, repeats: int, tmp: str) -> None:
   for i, n in enumerate(cfg["sizes"]):
     x = _inputs(n, cfg["d"], np.float32)
     ref = _ours_analytic(jnp.asarray(x, jnp.float64)).ntk
     xj = jnp.asarray(x)
     bench.note(load_avg=_load(), n=n)
+    cost = analytic_cost(n, cfg["d"], "float32")
     ours = bench.time(f"jaxopt_lab mlp_kernels N={n}", _ours_analytic, xj, repeats=repeats,
-                      extra={"n": n, "d": cfg["d"], "dtype": "float32", "returns": "nngp+ntk"})
+                      extra={"n": n, "d": cfg["d"], "dtype": "float32", "returns": "nngp+ntk"},
+                      cost=cost)
     bench.note(which="ours", n=n, vs_float64=_errors(_ours_analytic(xj).ntk, ref))
     if py is None:
       continue
@@ -207,7 +240,7 @@ def analytic_vs_peer(bench: Bench, cfg: dict, py: str | None, repeats: int, tmp:
     peer_ntk = np.load(os.path.join(tmp, "k.npy"))
     for name in ("nngp+ntk", "ntk"):
       peer = _timing(f"neural-tangents kernel_fn get={name} N={n}", res[name])
-      bench.note(measured_in="peer process", jax=res["jax"], **dataclasses.asdict(peer))
+      bench.record(peer, cost=cost, measured_in="peer process", jax=res["jax"])
       bench.compare(ours, peer, label=f"analytic N={n}, peer get={name}", n=n)
     bench.note(which="neural-tangents", n=n, vs_float64=_errors(peer_ntk, ref),
                peak_rss_bytes=res["peak_rss_bytes"])
@@ -229,7 +262,8 @@ def analytic_throughput(bench: Bench, cfg: dict, repeats: int) -> None:
       x = jnp.asarray(_inputs(n, cfg["d"], np.dtype(dtype)))
       try:
         t = bench.time(f"jaxopt_lab mlp_kernels N={n} {dtype}", _ours_analytic, x,
-                       repeats=repeats, extra={"n": n, "dtype": dtype})
+                       repeats=repeats, extra={"n": n, "dtype": dtype},
+                       cost=analytic_cost(n, cfg["d"], dtype))
       except Exception as e:  # noqa: BLE001 (device out of memory ends the sweep for this dtype)
         if "RESOURCE_EXHAUSTED" in str(e) or "out of memory" in str(e).lower():
           bench.note(n=n, dtype=dtype, stopped="out of device memory")
@@ -266,14 +300,19 @@ def ours_empirical_worker(cfg: dict) -> dict:
   fn = lambda: empirical.empirical_ntk(net, params, xj, method=cfg["method"])
   t = time_call("", fn, repeats=cfg["repeats"])
   apply, _ = empirical._resolve(net)
-  compiled = empirical._empirical_jit.lower(params, xj, None, apply=apply, net=net,
-                                            method=cfg["method"], output="trace",
-                                            batch_size=None).compile().memory_analysis()
+  exe = empirical._empirical_jit.lower(params, xj, None, apply=apply, net=net,
+                                       method=cfg["method"], output="trace",
+                                       batch_size=None).compile()
+  compiled = exe.memory_analysis()
+  ca = exe.cost_analysis()
+  ca = (ca[0] if ca else {}) if isinstance(ca, (list, tuple)) else ca
   np.save(cfg["out"], np.asarray(fn()))
   return {"first": t.first_call, "median": t.median, "min": t.min, "max": t.max,
           "repeats": t.repeats,
           "compiled_bytes": int(compiled.argument_size_in_bytes + compiled.output_size_in_bytes
                                 + compiled.temp_size_in_bytes),
+          "flops": float(ca.get("flops", 0.0)),
+          "bytes_accessed": float(ca.get("bytes accessed", 0.0)),
           "peak_rss_bytes": _peak_rss()}
 
 
@@ -308,7 +347,9 @@ def empirical_vs_peer(bench: Bench, cfg: dict, py: str | None, repeats: int, tmp
                         f"ours {method}")
       t = Timing(f"jaxopt_lab empirical_ntk {method} O={outputs}", res["median"], res["min"],
                  res["max"], res["repeats"], res["first"])
-      bench.note(timing="ours", measured_in="own process", **dataclasses.asdict(t))
+      bench.record(t, cost=Cost(res["flops"], res["bytes_accessed"], "float32_highest",
+                                "xla cost analysis (worker process)"),
+                   timing="ours", measured_in="own process")
       bench.note(which="ours", method=method, outputs=outputs,
                  vs_float64=_errors(np.load(out), ref), compiled_bytes=res["compiled_bytes"],
                  peak_rss_bytes=res["peak_rss_bytes"])
@@ -379,7 +420,7 @@ def main(argv=None):
   cfg = dict(PRESETS[args.preset])
   if args.sizes:
     cfg["sizes"] = [int(s) for s in args.sizes.split(",")]
-  bench = Bench("ntk_kernels")
+  bench = Bench("ntk_kernels", roofline="tiny" if args.preset == "tiny" else "full")
   bench.note(preset=args.preset, depth=DEPTH, sigma_w=SIGMA_W, sigma_b=SIGMA_B, load_avg=_load(),
              **{k: v for k, v in cfg.items() if k not in ("peer", "empirical")})
   py = None

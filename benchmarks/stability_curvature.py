@@ -11,7 +11,23 @@ r"""Cost of curvature: HVP vs gradient on an MLP, and a traced training sweep wi
    on the diagonal linear network (d = 200, n = 60), GD and SGD (B = 1), timed with sharpness
    (warm-started power iteration) and the Gauss-Newton trace every 10 steps, without any curvature,
    and with curvature at every step (what a ``lax.cond`` turned ``select`` under ``vmap`` would pay).
-Prints JSON lines (benchmarks.harness): the machine, each timing, and the ratios.
+Prints JSON lines (benchmarks.harness): the machine and its roofline, each timing, and the ratios.
+
+Roofline: the part-1 timings carry XLA's cost analysis of the jitted function (the one-at-a-time
+Hutchinson: 100 times one forward-over-reverse HVP, since XLA counts its loop body once). At the CPU
+sizes (256-wide tanh MLP, 1000 examples) a gradient is a chain of 1000 x 256 x 256 GEMMs plus tanh,
+a few hundred MFLOP: milliseconds, so dispatch and the unfused elementwise tanh/derivative passes
+take a visible share. The part-2 sweep timings carry no cost: a measurement sits in a conditional
+taken every ``every`` steps, and XLA's cost analysis counts a conditional's branch (and a scan's
+body) once whatever the trip count, so its count would be wrong by the step count; what part 2
+measures is the slowdown against no curvature, which the roofline does not bound.
+
+Measured (issue 17, load ~4, CPU preset): gradient 78%, one HVP (either order) 81-82%, 10 vmapped
+HVPs 51%, 100-probe Hutchinson vmapped at once 42% but one probe at a time ~100% (the peak was
+measured under more load than that entry): vmapping the probes turns every weight GEMM into a
+batched GEMM with a transposed operand, which XLA:CPU runs well below the plain GEMM rate; that is
+why :func:`jaxopt_lab.stability.curvature.hutchinson_trace` takes ``batch_size`` and the
+PyHessian benchmark uses 1.
 """
 
 from __future__ import annotations
@@ -22,7 +38,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from benchmarks.harness import Bench
+from benchmarks.harness import Bench, xla_cost
 from jaxopt_lab.engine import run
 from jaxopt_lab.stability import curvature, models, training
 
@@ -52,15 +68,20 @@ def hvp_costs(bench: Bench, cfg: dict, dtype) -> None:
     return jax.vmap(matvec)(vs)
 
   vs = jax.random.normal(jax.random.key(1), (10, d), dtype)
-  t_grad = bench.time("grad", grad, params, repeats=20)
-  t_fr = bench.time("hvp forward-over-reverse", fwd_rev, params, v, repeats=20)
-  t_rr = bench.time("hvp reverse-over-reverse", rev_rev, params, v, repeats=20)
-  t_op = bench.time("10 hvps vmapped (hessian_operator)", operator_10, params, vs, repeats=10)
+  peak = str(jnp.dtype(dtype))
+  c_fr = xla_cost(fwd_rev, params, v, peak=peak)
+  t_grad = bench.time("grad", grad, params, repeats=20, cost=xla_cost(grad, params, peak=peak))
+  t_fr = bench.time("hvp forward-over-reverse", fwd_rev, params, v, repeats=20, cost=c_fr)
+  t_rr = bench.time("hvp reverse-over-reverse", rev_rev, params, v, repeats=20,
+                    cost=xla_cost(rev_rev, params, v, peak=peak))
+  t_op = bench.time("10 hvps vmapped (hessian_operator)", operator_10, params, vs, repeats=10,
+                    cost=xla_cost(operator_10, params, vs, peak=peak))
   hutch = jax.jit(functools.partial(curvature.hutchinson_trace, loss, num_probes=100))
-  t_h = bench.time("hutchinson 100 probes", hutch, params, jax.random.key(2), repeats=5)
+  t_h = bench.time("hutchinson 100 probes", hutch, params, jax.random.key(2), repeats=5,
+                   cost=xla_cost(hutch, params, jax.random.key(2), peak=peak))
   hutch1 = jax.jit(functools.partial(curvature.hutchinson_trace, loss, num_probes=100, batch_size=1))
   t_h1 = bench.time("hutchinson 100 probes, one at a time", hutch1, params, jax.random.key(2),
-                    repeats=5)
+                    repeats=5, cost=c_fr * 100)
   bench.note(part="hvp", hvp_fwd_rev_over_grad=t_fr.median / t_grad.median,
              hvp_rev_rev_over_grad=t_rr.median / t_grad.median,
              vmapped_hvp_over_grad=t_op.median / 10 / t_grad.median,
@@ -110,7 +131,7 @@ def main(argv=None):
   if args.dtype == "float64":
     jax.config.update("jax_enable_x64", True)
   dtype = jnp.dtype(args.dtype)
-  bench = Bench("stability_curvature")
+  bench = Bench("stability_curvature", roofline="tiny" if args.preset == "tiny" else "full")
   bench.note(preset=args.preset, dtype=args.dtype)
   cfg = PRESETS[args.preset]
   if args.part in ("all", "hvp"):

@@ -39,6 +39,20 @@ as many threads as XLA (``os.cpu_count()``), with tuned malloc (``--malloc=tuned
 ``torch.eig`` built on ``torch.linalg.eigh`` (the tridiagonal is symmetric, so it returns the same
 eigenpairs) before calling it. Nothing else of PyHessian is changed.
 Prints JSON lines (harness.Bench): machine, load, timings, ratios per task, accuracies.
+
+Roofline: each task's work is its number of Hessian-vector products times XLA's cost analysis of one
+of ours (forward-over-reverse, float32; Lanczos' reorthogonalization, 2 d k FLOPs a step, is left
+out, under 1%); PyHessian's timings are costed with its own counted products and the same
+per-product cost (its double-backward HVP does the same GEMMs). One HVP on the CPU preset is ~6
+GEMM passes of 1000 x 784 x 1024: compute-bound, so the fraction is the share of the float32
+matmul peak reached.
+Measured (issue 17, ours only, two runs at load ~5 and ~8): power iteration 78-130%, Lanczos
+40-130%, Hutchinson 46-96%, SLQ 22%+ (the 8-load run). Above 1 means the work is overcounted or the
+peak undercounted: the peak measured under heavier load than the entry (it is measured again then,
+see :func:`benchmarks.harness.roofline`), or XLA hoisting the products' loop-invariant primal pass
+out of the loop, so products x one whole HVP is an upper bound on the work. Either way these tasks
+run at the GEMM rate; ``jax.linearize`` of the gradient (to reuse the primal pass explicitly) gave
+the same program and time as ``jvp`` of ``grad`` in a 20-product scan (checked in issue 17).
 """
 
 from __future__ import annotations
@@ -56,7 +70,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from benchmarks.harness import Bench, Timing, peer_venv, run_result
+from benchmarks.harness import Bench, Timing, peer_venv, run_result, xla_cost
 from benchmarks.mup_coord_check import tuned_malloc_env
 from jaxopt_lab.stability import curvature, models
 
@@ -86,8 +100,9 @@ TORCH_SCRIPT = textwrap.dedent(r"""
         lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
         lin.bias.copy_(torch.from_numpy(b))
       mods += [lin] + ([nn.Tanh()] if i < nl - 1 else [])
-    model = nn.Sequential(*mods)
-    x, y = torch.from_numpy(arr["x"]), torch.from_numpy(arr["y"])
+    device = "cuda" if cfg.get("cuda") else "cpu"
+    model = nn.Sequential(*mods).to(device)
+    x, y = torch.from_numpy(arr["x"]).to(device), torch.from_numpy(arr["y"]).to(device)
     crit = lambda out, t: 0.5 * ((out - t) ** 2).sum(dim=1).mean()
 
     def eig_shim(a, eigenvectors=False):  # torch.eig (removed in torch 2) for a symmetric matrix
@@ -104,11 +119,11 @@ TORCH_SCRIPT = textwrap.dedent(r"""
     ph.hessian_vector_product = counted
 
     t0 = time.perf_counter()
-    h = ph.hessian(model, crit, data=(x, y), cuda=False)
+    h = ph.hessian(model, crit, data=(x, y), cuda=device == "cuda")
     setup = time.perf_counter() - t0
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "setup_s": setup,
            "loss": float(crit(model(x), y))}
-    v = torch.from_numpy(arr["v"])
+    v = torch.from_numpy(arr["v"]).to(device)
     parts, o = [], 0
     for p in h.params:
       k = p.numel()
@@ -164,11 +179,12 @@ def ensure_venv(venv: str) -> str:
 
 
 def run_pyhessian(py: str, cfg: dict, npz: str, env: dict[str, str], repeats: int,
-                  default_trace: bool) -> dict:
+                  default_trace: bool, cuda: bool = False) -> dict:
+  """PyHessian's eigenvalue, trace and density timed in a process of ``py`` (GPU with ``cuda``)."""
   arg = json.dumps({"npz": npz, "layers": len(cfg["hidden"]) + 1, "repeats": repeats,
                     "threads": os.cpu_count() or 1, "trace_probes": cfg["trace_probes"],
                     "slq_steps": cfg["slq_steps"], "slq_probes": cfg["slq_probes"],
-                    "default_trace": default_trace})
+                    "default_trace": default_trace, "cuda": cuda})
   return run_result([py, "-c", TORCH_SCRIPT, arg], "PyHessian run", env=env)
 
 
@@ -205,7 +221,7 @@ def main(argv=None):
   repeats = args.repeats or cfg["repeats"]
   if args.trace_batch is not None:
     cfg["trace_batch"] = args.trace_batch or None
-  bench = Bench("stability_pyhessian")
+  bench = Bench("stability_pyhessian", roofline="tiny" if args.preset == "tiny" else "full")
   bench.note(preset=args.preset, load_avg_start=os.getloadavg(), **cfg)
 
   x, y = digits_upsampled(cfg["n"], cfg["side"])
@@ -230,6 +246,11 @@ def main(argv=None):
       f"slq, {cfg['slq_probes']} x {cfg['slq_steps']} steps": lambda p, x, y, k: tuple(curvature.slq(
           lambda q: loss_of(q, x, y), p, k, num_probes=cfg["slq_probes"], num_steps=cfg["slq_steps"])),
   }
+  hvp_cost = xla_cost(lambda p, v, x, y: curvature.hvp(lambda q: loss_of(q, x, y), p, v), params,
+                      params, xj, yj)
+  products = dict(zip(tasks, (cfg["power_iters"], cfg["lanczos_steps"], cfg["trace_probes"],
+                              cfg["slq_probes"] * cfg["slq_steps"])))
+  bench.note(hvp_cost=dataclasses.asdict(hvp_cost), products_per_task=products)
   ours, outs = {}, {}
   for name, fn in tasks.items():
     t0 = time.perf_counter()
@@ -243,7 +264,7 @@ def main(argv=None):
       return results[-1]
 
     ours[name] = bench.time(f"jaxopt_lab {name}", call, repeats=repeats,
-                            extra={"compile_s": compile_s})
+                            extra={"compile_s": compile_s}, cost=hvp_cost * products[name])
     outs[name] = jax.device_get(results[1:])  # the warm-up call's result left out, as for PyHessian
 
   # Reference top eigenvalue: Lanczos in float64.
@@ -307,7 +328,8 @@ def main(argv=None):
       for key, ours_name, label_task in pairs:
         theirs = _timing(f"pyhessian {key} ({label})", res[key])
         if ours_name != names[1]:  # the eigenvalue timing is compared twice, printed once
-          bench.note(measured_in="pyhessian process", **dataclasses.asdict(theirs))
+          hvps = float(np.median([r["hvps"] for r in res[key][1:]]))
+          bench.record(theirs, cost=hvp_cost * hvps, measured_in="pyhessian process", hvps=hvps)
         extra = {}
         if key == "eig":
           extra = {"ours_median_rel_err": float(np.median(acc["eig_power" if "power" in ours_name
