@@ -14,8 +14,8 @@ which also averages), summed (``"trace"``: tends to :math:`O\,\Theta^L`), or in 
 
 Three implementations (Novak et al. 2022, arXiv:2206.08720):
 
-- ``"jacobian"``: Jacobian contraction; ``jax.jacrev`` then one ``einsum`` per parameter leaf.
-  Memory :math:`(n_1 + n_2)\, O\, P`.
+- ``"jacobian"``: Jacobian contraction; per-example ``jax.jacrev`` (vmapped over the batch) then
+  one ``einsum`` per parameter leaf. Memory :math:`(n_1 + n_2)\, O\, P`.
 - ``"ntvp"``: NTK-vector products; for each of the :math:`n_2 O` basis cotangents :math:`e`, one
   ``jax.vjp`` (:math:`J(x')^\top e`) and one ``jax.linearize`` JVP (:math:`J(x) J(x')^\top e`),
   mapped in batches of ``batch_size``. Memory ``batch_size * P``.
@@ -74,10 +74,18 @@ def _contract(j1: jax.Array, j2: jax.Array, output: Output) -> jax.Array:
   return jnp.einsum(spec, j1, j2, precision=HIGHEST)
 
 
+def _per_example_jacobian(apply: ApplyFn, params, x):
+  """d f(x_i) / d params for every example, shape (n, O, *leaf) per leaf: reverse mode on one
+  example, vmapped over the batch (n backward passes of one example; ``jacrev`` of the batched
+  function would run n O backward passes of the whole batch). Examples must not interact (no
+  batch statistics), as for any per-example kernel."""
+  one = lambda p, xi: _flat_outputs(apply)(p, xi[None])[0]
+  return jax.vmap(jax.jacrev(one), in_axes=(None, 0))(params, x)
+
+
 def _ntk_jacobian(apply: ApplyFn, params, x1, x2, output: Output) -> jax.Array:
-  f = _flat_outputs(apply)
-  jac1 = jax.jacrev(f)(params, x1)
-  jac2 = jac1 if x2 is None else jax.jacrev(f)(params, x2)
+  jac1 = _per_example_jacobian(apply, params, x1)
+  jac2 = jac1 if x2 is None else _per_example_jacobian(apply, params, x2)
   terms = jax.tree.leaves(jax.tree.map(lambda a, b: _contract(a, b, output), jac1, jac2))
   return functools.reduce(jnp.add, terms)
 
