@@ -1,13 +1,16 @@
 """Tests of jaxopt_lab.ntk.predict against explicit matrix exponentials and matrix powers
 (SciPy)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 from absl.testing import absltest, parameterized
 
-from jaxopt_lab.ntk import (MLP, gp_inference, linearize, linearized_mse, mlp_kernels, mse_dynamics,
+from jaxopt_lab.ntk import (MLP, gp_inference, gradient_descent_mse_ensemble, linearize,
+                            linearized_mse, max_learning_rate, mlp_kernels, mse_dynamics,
                             mse_ensemble, mse_predict, predict, residual_components)
 
 N, M, LR = 6, 4, 0.7
@@ -107,6 +110,49 @@ class PredictTest(parameterized.TestCase):
     # The converged outputs are the projection of y onto the kernel's range.
     proj = theta @ np.linalg.pinv(theta, rcond=1e-10)
     np.testing.assert_allclose(f[0], proj @ y, atol=1e-10)
+
+  def test_one_call_ensemble_from_kernel_fn_or_matrices(self):
+    theta, theta_test, _ = NTK
+    k, k_test, k_tt = NNGP
+    ref = mse_ensemble(mse_dynamics(theta, Y, learning_rate=LR), jnp.asarray(TIMES), k, k_test, k_tt,
+                       theta_test)
+    kfn = functools.partial(mlp_kernels, **ARCH)
+    by_fn = gradient_descent_mse_ensemble(kernel_fn=kfn, x_train=X, y_train=Y, x_test=X_TEST,
+                                          t=TIMES, learning_rate=LR)
+    by_matrix = gradient_descent_mse_ensemble(
+        ntk_train_train=theta, nngp_train_train=k, ntk_test_train=theta_test, nngp_test_train=k_test,
+        nngp_test_test=k_tt, y_train=Y, t=TIMES, learning_rate=LR)
+    for got in (by_fn, by_matrix):
+      for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    # Discrete GD: the largest stable rate is 2 n / lambda_max; at 0.99 of it the prediction matches
+    # the matrix power, at it the call refuses with the number.
+    eta_max = max_learning_rate(theta)
+    self.assertAlmostEqual(eta_max, 2 * N / np.linalg.eigvalsh(theta)[-1], places=10)
+    steps = np.array([0.0, 3.0, 50.0])
+    ens = gradient_descent_mse_ensemble(ntk_train_train=theta, nngp_train_train=k, y_train=Y,
+                                        t=steps, learning_rate=0.99 * eta_max, discrete=True)
+    for i, n_steps in enumerate(steps):
+      decay = np.linalg.matrix_power(np.eye(N) - 0.99 * eta_max * theta / N, int(n_steps))
+      np.testing.assert_allclose(ens.mean_train[i], (np.eye(N) - decay) @ Y, rtol=1e-8, atol=1e-10)
+    with self.assertRaisesRegex(ValueError, rf"^learning_rate: .* >= {eta_max:.6g}, the largest"):
+      gradient_descent_mse_ensemble(ntk_train_train=theta, nngp_train_train=k, y_train=Y, t=steps,
+                                    learning_rate=eta_max, discrete=True)
+    with self.assertRaisesRegex(ValueError, "^kernel_fn: give a kernel function or"):
+      gradient_descent_mse_ensemble(kernel_fn=kfn, ntk_train_train=theta, x_train=X, y_train=Y,
+                                    t=TIMES)
+    with self.assertRaisesRegex(ValueError, "^ntk_train_train: give kernel_fn"):
+      gradient_descent_mse_ensemble(y_train=Y, t=TIMES)
+    # t = inf on a singular kernel: finite, the pseudo-inverse's kernel regression.
+    x = np.random.default_rng(3).normal(size=(9, 2))
+    kfn_id = functools.partial(mlp_kernels, depth=2, activation="identity", sigma_b=0.5)
+    y = np.random.default_rng(4).normal(size=(9, 1))
+    ens = gradient_descent_mse_ensemble(kernel_fn=kfn_id, x_train=x, y_train=y, x_test=x[:3] + 0.1,
+                                        t=np.array([np.inf]))
+    self.assertTrue(all(np.all(np.isfinite(a)) for a in ens))
+    th = np.asarray(kfn_id(x).ntk)
+    np.testing.assert_allclose(ens.mean_test[0], np.asarray(kfn_id(x[:3] + 0.1, x).ntk)
+                               @ np.linalg.pinv(th, rcond=1e-10) @ y, atol=1e-9)
 
   def test_vmap_over_learning_rate_and_compiles_once(self):
     theta, theta_test, _ = NTK

@@ -23,14 +23,16 @@ from jaxopt_lab.ntk.analytic import (ACTIVATIONS, Kernels, activation_fn, mlp_ke
 from jaxopt_lab.ntk.empirical import empirical_ntk
 from jaxopt_lab.ntk.networks import (MLP, GDState, MSEProblem, TrainTrace, circle_inputs, gd_mse,
                                      mse_loss, sphere_inputs, train_mse)
-from jaxopt_lab.ntk.predict import (Ensemble, MSEDynamics, gp_inference, linearize, linearized_mse,
-                                    mse_dynamics, mse_ensemble, mse_predict, residual_components)
+from jaxopt_lab.ntk.predict import (Ensemble, MSEDynamics, gp_inference,
+                                    gradient_descent_mse_ensemble, linearize, linearized_mse,
+                                    max_learning_rate, mse_dynamics, mse_ensemble, mse_predict,
+                                    residual_components)
 from jaxopt_lab.ntk.tracking import TrackedProblem, TrackedState, tracked_gd
 
 __all__ = [
     "ACTIVATIONS", "Ensemble", "GDState", "Kernels", "MLP", "MSEDynamics", "MSEProblem",
     "TrainTrace", "activation_fn", "circle_inputs", "empirical_ntk", "gd_mse", "gp_inference",
-    "linearize", "linearized_mse", "mlp_kernels", "mlp_kernels_blocked", "mlp_kernels_diag",
+    "gradient_descent_mse_ensemble", "linearize", "linearized_mse", "max_learning_rate", "mlp_kernels", "mlp_kernels_blocked", "mlp_kernels_diag",
     "mse_dynamics", "mse_ensemble", "mse_loss", "mse_predict", "residual_components",
     "sphere_inputs", "train_mse", "TrackedProblem", "TrackedState", "tracked_gd",
 ]

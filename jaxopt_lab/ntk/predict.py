@@ -308,6 +308,113 @@ def mse_ensemble(
                    discrete=discrete)
 
 
+def max_learning_rate(ntk_train_train: Float[ArrayLike, "n n"], *,
+                      num_points: int | None = None, diag_reg: float = 0.0) -> float:
+  r"""The largest stable learning rate of gradient descent in the kernel regime:
+  :math:`\eta^* = 2 n / \lambda_{max}(\Theta + \text{diag\_reg}\, I)`.
+
+  With loss :math:`\frac{1}{2n}\sum\|f - y\|^2`, each GD step multiplies the residual along the
+  kernel's top eigenvector by :math:`1 - \eta\lambda_{max}/n`, whose modulus exceeds 1 (the
+  predictions grow without bound, oscillating) exactly when :math:`\eta > \eta^*`.
+
+  Example:
+    >>> max_learning_rate(mlp_kernels(x, depth=3).ntk)
+
+  Reference: Lee et al. 2019 (arXiv:1902.06720), Section 2.4 (eta_critical = 2 / lambda_max of
+  the kernel of the mean loss).
+  """
+  _check_kernel("ntk_train_train", ntk_train_train)
+  k = np.asarray(ntk_train_train, np.float64)
+  n = k.shape[0]
+  lam = float(np.linalg.eigvalsh((k + k.T) / 2)[-1]) + diag_reg
+  return 2.0 * float(num_points or n) / lam if lam > 0 else float("inf")
+
+
+def gradient_descent_mse_ensemble(
+    *,
+    x_train: Float[ArrayLike, "n d"] | None = None,
+    y_train: Float[ArrayLike, "n o"],
+    x_test: Float[ArrayLike, "m d"] | None = None,
+    t: Float[ArrayLike, " T"],
+    kernel_fn: Any = None,
+    ntk_train_train: Float[ArrayLike, "n n"] | None = None,
+    nngp_train_train: Float[ArrayLike, "n n"] | None = None,
+    ntk_test_train: Float[ArrayLike, "m n"] | None = None,
+    nngp_test_train: Float[ArrayLike, "m n"] | None = None,
+    nngp_test_test: Float[ArrayLike, "m m"] | None = None,
+    learning_rate: float = 1.0,
+    discrete: bool = False,
+    diag_reg: float = 0.0,
+) -> Ensemble:
+  r"""Mean and covariance over initializations of an infinitely wide network trained by gradient
+  descent (or flow) on MSE, in one call: neural-tangents' ``gradient_descent_mse_ensemble``.
+
+  Either ``kernel_fn(x1, x2) -> Kernels(nngp, ntk)`` (e.g.
+  ``functools.partial(mlp_kernels, depth=3, activation="relu")``) with ``x_train`` (and ``x_test``),
+  or the kernel matrices by keyword: ``ntk_train_train`` and ``nngp_train_train`` (and, for test
+  predictions, ``ntk_test_train``, ``nngp_test_train``, ``nngp_test_test``). The result is
+  :func:`mse_ensemble` of :func:`mse_dynamics` (formulas there).
+
+  ``t = inf`` is the converged ensemble: kernel regression with the pseudo-inverse of the NTK.
+  Eigenvalues at most ``n * eps`` of the largest (and exactly singular kernels, e.g. the identity
+  activation on more than d + 1 points) are null directions: the residual there keeps its value at
+  initialization (mean 0, covariance from the NNGP) instead of dividing by zero, so every output is
+  finite; ``diag_reg`` regularizes instead.
+
+  Args:
+    x_train, y_train, x_test: inputs (rows) and targets ``(n, O)``; inputs only with ``kernel_fn``.
+    t: times ``(T,)`` (``inf`` allowed), or GD step counts when ``discrete``.
+    kernel_fn: a kernel function, or ``None`` to pass the matrices.
+    ntk_train_train, nngp_train_train, ntk_test_train, nngp_test_train, nngp_test_test: kernels.
+    learning_rate: :math:`\eta`; for ``discrete`` GD it must be below :func:`max_learning_rate`.
+    discrete: gradient descent steps instead of gradient flow.
+    diag_reg: ridge added to the NTK's diagonal.
+
+  Returns:
+    :class:`Ensemble` (test fields ``None`` without test inputs).
+
+  Raises:
+    ValueError: one line naming the argument, before any compute: neither or both of
+      ``kernel_fn`` and kernel matrices, missing inputs, and a discrete ``learning_rate`` at or
+      above :func:`max_learning_rate` (the predictions would diverge), with that maximum.
+
+  Example:
+    >>> kfn = functools.partial(mlp_kernels, depth=3, activation="relu", sigma_b=0.1)
+    >>> ens = gradient_descent_mse_ensemble(kernel_fn=kfn, x_train=x, y_train=y, x_test=xt,
+    ...                                     t=jnp.array([10.0, jnp.inf]))
+
+  Reference: Lee et al. 2019 (arXiv:1902.06720), eqs. 14-16; Novak et al. 2020 (arXiv:1912.02803).
+  """
+  matrices = (ntk_train_train, nngp_train_train, ntk_test_train, nngp_test_train, nngp_test_test)
+  if kernel_fn is not None:
+    if any(k is not None for k in matrices):
+      raise ValueError("kernel_fn: give a kernel function or the kernel matrices, not both")
+    if x_train is None:
+      raise ValueError("x_train: kernel_fn needs the training inputs")
+    k_tr = kernel_fn(x_train, None)
+    ntk_train_train, nngp_train_train = k_tr.ntk, k_tr.nngp
+    if x_test is not None:
+      k_te = kernel_fn(x_test, x_train)
+      ntk_test_train, nngp_test_train = k_te.ntk, k_te.nngp
+      nngp_test_test = kernel_fn(x_test, None).nngp
+  else:
+    if ntk_train_train is None or nngp_train_train is None:
+      raise ValueError("ntk_train_train: give kernel_fn, or ntk_train_train and nngp_train_train")
+    if x_train is not None or x_test is not None:
+      raise ValueError("x_train: inputs are used only with kernel_fn; pass the kernel matrices")
+  if discrete:
+    limit = max_learning_rate(ntk_train_train, diag_reg=diag_reg)
+    if not float(learning_rate) < limit:
+      raise ValueError(f"learning_rate: {float(learning_rate):g} >= {limit:.6g}, the largest "
+                       "stable rate 2 n / lambda_max of discrete gradient descent on this kernel: "
+                       "the predictions would diverge")
+  dyn = mse_dynamics(ntk_train_train, y_train, learning_rate=learning_rate, diag_reg=diag_reg)
+  if ntk_test_train is None:
+    return mse_ensemble(dyn, t, nngp_train_train, discrete=discrete)
+  return mse_ensemble(dyn, t, nngp_train_train, nngp_test_train, nngp_test_test, ntk_test_train,
+                      discrete=discrete)
+
+
 @jax.jit
 def _gp(k_train, y, k_test_train, k_test_test, diag_reg):
   k = (k_train + k_train.T) / 2 + diag_reg * jnp.eye(k_train.shape[0], dtype=k_train.dtype)
