@@ -47,6 +47,12 @@ class StabilityChecksTest(parameterized.TestCase):
         self.assertTrue(result.passed, f"{check_id}: measured {result.measured} not in "
                         f"{result.check.band}; error={result.error}; details={result.details}")
 
+  def test_other_seed_offset(self):
+    # One more offset for the cheap exact checks: a different problem instance must pass too.
+    for check_id in ("stability.exact_recursion_threshold", "stability.exact_gd_limit"):
+      result = registry.run_check(registry.get(check_id), "quick", seed=1)
+      self.assertTrue(result.passed, f"{check_id} at seed 1: {result.measured}; {result.error}")
+
 
 if __name__ == "__main__":
   absltest.main()
