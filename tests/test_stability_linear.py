@@ -1,5 +1,7 @@
 """Exact linear stability: the operator form against the d^2 x d^2 dense reference, limits, simulators."""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +16,54 @@ def _factors(n, k, d, seed=0):
   return g * jnp.linspace(0.5, 2.0, n)[:, None, None] / np.sqrt(d)
 
 
+def _enumerated_second_moment_map(f, eta, b):
+  """E_xi[A (x) A], A = I - eta/B sum_{i in xi} g_i g_i^T, by enumerating every B-subset (d^2 x d^2).
+
+  Independent of the library's noise factor: the batch average is taken literally."""
+  f = np.asarray(f, np.float64).reshape(f.shape[0], -1, f.shape[-1])
+  n, _, d = f.shape
+  hs = np.einsum("nkd,nke->nde", f, f)
+  subsets = list(itertools.combinations(range(n), b))
+  out = np.zeros((d * d, d * d))
+  for xi in subsets:
+    a = np.eye(d) - eta * hs[list(xi)].mean(axis=0)
+    out += np.kron(a, a)
+  return out / len(subsets)
+
+
 class ThresholdTest(parameterized.TestCase):
+
+  def test_noise_factor_pinned_at_intermediate_batch_sizes(self):
+    # p = (n - B) / (B (n - 1)): the variance factor of a uniform B-subset mean, at 1 < B < n.
+    self.assertAlmostEqual(ls.noise_factor(12, 3), 9 / 33, places=15)
+    self.assertAlmostEqual(ls.noise_factor(12, 6), 6 / 66, places=15)
+    self.assertAlmostEqual(ls.noise_factor(7, 2), 5 / 12, places=15)
+    self.assertAlmostEqual(ls.noise_factor(12, 3, replacement=True), 1 / 3, places=15)
+
+  @parameterized.parameters(2, 3, 4)
+  def test_second_moment_and_threshold_against_batch_enumeration(self, b):
+    # n = 6 > d = 4: range(H) is everything. Every B-subset enumerated, no noise factor involved.
+    f = _factors(6, 1, 4, seed=7)
+    hs = ls.hessians_from_factors(f)
+    es = float(ls.threshold(f, b))
+    enum = _enumerated_second_moment_map(f, 0.7 * es, b)
+    np.testing.assert_allclose(ls.second_moment_operator_dense(hs, 0.7 * es, b), enum, atol=1e-13)
+    # One step of the library's recursion from S_0 = I equals the enumerated map's.
+    lt = ls.second_moment_log_trace(f, 0.7 * es, b, num_steps=1)
+    np.testing.assert_allclose(float(lt[1]), np.log(np.trace((enum @ np.eye(4).ravel()).reshape(4, 4))),
+                               rtol=1e-12)
+    # eta* is exactly where the enumerated map's spectral radius reaches 1.
+    rho = np.linalg.eigvalsh(_enumerated_second_moment_map(f, es, b))[-1]
+    np.testing.assert_allclose(rho, 1.0, atol=1e-10)
+
+  def test_threshold_dense_on_rank_deficient_degenerate_spectrum(self):
+    # n = 4 orthogonal equal-norm gradients in d = 9: H has a 4-fold eigenvalue and a 5-dim null space;
+    # eta*(1) = 2 / tr(H) exactly. (The d^2 pseudo-inverse form was off by up to 0.57% here.)
+    q = jnp.linalg.qr(jax.random.normal(jax.random.key(8), (9, 4), jnp.float64))[0].T * 1.3
+    hs = ls.hessians_from_factors(q)
+    np.testing.assert_allclose(ls.threshold_dense(hs, 1), 2 / 1.3**2, rtol=1e-12)
+    for b in (2, 3):
+      np.testing.assert_allclose(ls.threshold_dense(hs, b), float(ls.threshold(q, b)), rtol=1e-10)
 
   @parameterized.named_parameters(
       ("n_lt_d_B1", 6, 1, 9, 1, False),

@@ -25,6 +25,11 @@ class MupTheoryChecksTest(parameterized.TestCase):
     self.assertTrue(result.passed, f"{check_id}: measured {result.measured}, band "
                                    f"{result.check.band}, details {result.details}")
 
+  def test_dichotomy_measured_at_another_offset(self):
+    # Another offset draws another sample (same compilations as offset 0).
+    result = registry.run_check(registry.get("mup.dichotomy_measured"), "quick", seed=1)
+    self.assertTrue(result.passed, f"measured {result.measured}; {result.error}")
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -18,9 +18,9 @@ MODULES = ("stability_exact_criterion", "stability_trace_bound", "stability_norm
 GROUPS = {
     "exact_criterion": ("stability.exact_monotone_in_batch", "stability.exact_gd_limit",
                         "stability.exact_orthogonal_trace", "stability.exact_recursion_threshold"),
-    "trained_end_points": ("stability.sgd_trace_bound", "stability.gd_exceeds_trace_bound",
-                           "stability.gd_sharpness_bound", "stability.sgd_norm_decreases",
-                           "stability.gd_norm_flat"),
+    "monte_carlo": ("stability.sgd_second_moment_monte_carlo",),
+    "trained_end_points": ("stability.sgd_trace_bound", "stability.gd_sharpness_bound",
+                           "stability.sgd_norm_decreases"),
     "edge_of_stability": ("stability.eos_sharpness_hovers", "stability.eos_loss_decreases"),
     "estimators": ("stability.estimators_accuracy", "stability.hutchinson_rate"),
 }
@@ -46,6 +46,12 @@ class StabilityChecksTest(parameterized.TestCase):
         result = registry.run_check(registry.get(check_id), "quick")
         self.assertTrue(result.passed, f"{check_id}: measured {result.measured} not in "
                         f"{result.check.band}; error={result.error}; details={result.details}")
+
+  def test_other_seed_offset(self):
+    # One more offset for the cheap exact checks: a different problem instance must pass too.
+    for check_id in ("stability.exact_recursion_threshold", "stability.exact_gd_limit"):
+      result = registry.run_check(registry.get(check_id), "quick", seed=1)
+      self.assertTrue(result.passed, f"{check_id} at seed 1: {result.measured}; {result.error}")
 
 
 if __name__ == "__main__":

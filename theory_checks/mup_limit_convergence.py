@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from jaxopt_lab import fitting
 from jaxopt_lab.mup import limits
 from theory_checks import mup_common as common
+from theory_checks import registry
 from theory_checks.registry import Measurement, register
 
 PRESETS = {
@@ -37,14 +38,14 @@ X_EVAL = np.array([[0.7], [-1.0]])
 LR, STEPS, BATCH = 0.25, 10, 2  # short of convergence: a linear net's minimizer is width-free
 
 
-def batches() -> jax.Array:
-  return limits.sgd_batches(jax.random.key(0), 3, STEPS, BATCH)
+def batches(seed: int = 0) -> jax.Array:
+  return limits.sgd_batches(registry.check_key(seed, "batches"), 3, STEPS, BATCH)
 
 
 @functools.lru_cache(maxsize=4)
-def _measure(preset_name: str, activation: str) -> dict:
+def _measure(preset_name: str, activation: str, seed: int) -> dict:
   cfg = PRESETS[preset_name]
-  b = batches()
+  b = batches(seed)
   max_w = max(cfg["widths"])
   if activation == "identity":
     f_inf = limits.linear_limit(X, Y, b, X_EVAL, lr=LR).f[-1]
@@ -53,7 +54,7 @@ def _measure(preset_name: str, activation: str) -> dict:
     f_inf = limits.nonlinear_limit(X, Y, b, X_EVAL, lr=LR, activation=activation, h=0.05).f[-1]
     finite = lambda key, n: limits.finite_network(key, n, X, Y, b, X_EVAL, lr=LR,
                                                   activation=activation, max_width=max_w).f[-1]
-  keys = jax.vmap(jax.random.key)(jnp.arange(cfg["seeds"]))
+  keys = jax.random.split(registry.check_key(seed, f"init/{activation}"), cfg["seeds"])
   widths = jnp.asarray(cfg["widths"], jnp.float64)
   # Widths traced (Bartlett Gram matrices; padded particles): one compile, seeds mapped in batches.
   per_width = jax.jit(lambda n: jax.lax.map(lambda k: finite(k, n), keys, batch_size=64))
@@ -84,7 +85,7 @@ def _result(m: dict, title: str) -> Measurement:
           "of the RMS error",
     predicted="-0.5", band=(-0.6, -0.4))
 def linear(preset_name: str, seed: int) -> Measurement:
-  return _result(_measure(preset_name, "identity"), "linear: finite widths -> limit")
+  return _result(_measure(preset_name, "identity", seed), "linear: finite widths -> limit")
 
 
 @register(
@@ -93,4 +94,4 @@ def linear(preset_name: str, seed: int) -> Measurement:
           "quadrature); width exponent of the RMS error",
     predicted="-0.5", band=(-0.6, -0.4))
 def tanh(preset_name: str, seed: int) -> Measurement:
-  return _result(_measure(preset_name, "tanh"), "tanh: finite widths -> limit")
+  return _result(_measure(preset_name, "tanh", seed), "tanh: finite widths -> limit")

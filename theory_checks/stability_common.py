@@ -24,14 +24,13 @@ from matplotlib.figure import Figure
 from jaxopt_lab.stability import curvature
 from jaxopt_lab.stability import linear_stability as ls
 from jaxopt_lab.stability import models, training
+from theory_checks import registry
 
 PAPER = "Wu & Su 2023 (arXiv:2305.17490)"
 EXACT = "Mulayoff & Michaeli 2023 (arXiv:2306.07850); Wu & Su 2023 (arXiv:2305.17490)"
 # Training loss at or below which a run counts as converged (the fact sheet's criterion).
 LOSS_TOL = 1e-11
 CLIP = 30.0
-# The data's seed, kept apart from the run seeds 0, 1, ...
-DATA_SEED = 10_000
 
 SETUPS = {
     # Fact sheet: d = 200, n = 60, 3-sparse beta*, x ~ U[-1, 1], u, v ~ N(0, 1).
@@ -61,9 +60,9 @@ def devices() -> list[jax.Device]:
   return jax.local_devices()[:1]
 
 
-def setup(name: str) -> tuple[models.Model, models.Dataset]:
-  """The model and float64 data of a setup."""
-  key = jax.random.key(DATA_SEED)
+def setup(name: str, seed: int = 0) -> tuple[models.Model, models.Dataset]:
+  """The model and float64 data of a setup at check seed offset ``seed``."""
+  key = registry.check_key(seed, f"data/{name}")
   if name == "diagonal":
     return (models.diagonal_net(200),
             models.sparse_regression_data(key, d=200, n=60, sparsity=3, n_test=2000))
@@ -82,8 +81,13 @@ def _gram_spectra(model: models.Model, data: models.Dataset, params: Any) -> np.
   return np.linalg.eigvalsh(np.einsum("rnd,rmd->rnm", g, g)) / n, g
 
 
+def run_seeds(seed: int, preset: str) -> np.ndarray:
+  """The engine's integer run seeds (initialization and sampling) at check seed offset ``seed``."""
+  return registry.check_seed(seed, "runs") + np.arange(SEEDS[preset])
+
+
 @functools.lru_cache(maxsize=4)
-def end_points(name: str, preset: str) -> dict[str, Any]:
+def end_points(name: str, preset: str, seed: int = 0) -> dict[str, Any]:
   r"""Trains SGD (B = 1) and GD over the setup's step-size grid; returns the end-point table.
 
   Returns a dict with ``eta`` (grid), and per algorithm (``"sgd"``, ``"gd"``) arrays of shape
@@ -92,9 +96,9 @@ def end_points(name: str, preset: str) -> dict[str, Any]:
 NaN elsewhere and for runs that did not converge); plus ``curves`` (step, loss of seed 0).
   """
   cfg = SETUPS[name]
-  model, data = setup(name)
+  model, data = setup(name, seed)
   grid = np.asarray(cfg["grid"][preset])
-  seeds = np.arange(SEEDS[preset])
+  seeds = run_seeds(seed, preset)
   out: dict[str, Any] = {"eta": grid, "norm_name": cfg["norm"]}
   for alg_name in ("sgd", "gd"):
     steps = cfg[f"{alg_name}_steps"][preset]
@@ -146,12 +150,12 @@ def rounded(x: Any, digits: int = 4) -> Any:
   return [rounded(a, digits) for a in arr]
 
 
-def bound_figure(preset: str) -> Figure:
+def bound_figure(preset: str, seed: int = 0) -> Figure:
   """tr(H) eta / 2 and lambda_max eta / 2 at the end of training vs eta, SGD vs GD, both models."""
   fig = Figure(figsize=(8, 3.2), tight_layout=True)
   axes = fig.subplots(1, 2)
   for ax, name in zip(axes, SETUPS):
-    t = end_points(name, preset)
+    t = end_points(name, preset, seed)
     eta = t["eta"]
     for alg, color in (("sgd", "C0"), ("gd", "C3")):
       tr = np.nanmedian(t[alg]["trace"], axis=0) * eta / 2

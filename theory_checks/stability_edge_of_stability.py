@@ -41,12 +41,13 @@ PRESETS = {
 
 
 @functools.lru_cache(maxsize=2)
-def _measure(preset: str) -> dict:
+def _measure(preset: str, seed: int) -> dict:
   cfg = PRESETS[preset]
-  data = models.digits_data(n_train=cfg["n_train"], n_test=0)
+  data = models.digits_data(n_train=cfg["n_train"], n_test=0,
+                            seed=registry.check_seed(seed, "digits_subset"))
   model = models.tanh_mlp(cfg["sizes"])
   monitor = training.Monitor(every=EVERY, power_iters=POWER_ITERS, gn_trace=False)
-  res = training.sweep_training(training.gd(model, monitor), data, seeds=[0],
+  res = training.sweep_training(training.gd(model, monitor), data, seeds=[registry.check_seed(seed, "init")],
                                 hp={"eta": np.asarray(cfg["etas"])}, num_steps=cfg["steps"],
                                 record_every=EVERY, devices=common.devices())
   steps = res.steps
@@ -94,7 +95,7 @@ def _measure(preset: str) -> dict:
           "lambda_max eta / 2 after that point farthest from 1 over 3 step sizes",
     predicted="1", band=(0.95, 1.10))
 def sharpness(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   return Measurement(value=common.worst(m["medians"], 1.0), details=m["rows"], figure=m["fig"])
 
 
@@ -104,7 +105,7 @@ def sharpness(preset: str, seed: int) -> Measurement:
           "of consecutive mean losses over 4 equal windows after the onset, over 3 step sizes",
     predicted="< 1", band=(0.0, 1.0))
 def loss(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   r = m["ratios"]
   value = registry.strict_max(r)
   return Measurement(value=value, details=m["rows"])

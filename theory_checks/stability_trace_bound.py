@@ -1,4 +1,4 @@
-r"""Claim: SGD with :math:`B = 1` only converges to minima with :math:`\mathrm{tr}(H)\,\eta/2 \le 1`; GD does not.
+r"""Claim: SGD with :math:`B = 1` only converges to minima with :math:`\mathrm{tr}(H)\,\eta/2 \le 1`; GD only to minima with :math:`\lambda_{\max}(H)\,\eta/2 \le 1`.
 
 Wu & Su 2023 (arXiv:2305.17490): a minimum is linearly (mean-square) stable for online SGD only if
 :math:`\mathrm{tr}\,H \le 2/\eta` (for scalar-output MSE at interpolation this follows exactly from the
@@ -7,7 +7,9 @@ criterion of Mulayoff & Michaeli 2023 by Jensen's inequality), while GD's condit
 :math:`\le 10^{-11}`) of :func:`theory_checks.stability_common.end_points`: the diagonal linear
 network (:math:`d = 200`, :math:`n = 60`) and the two-layer ReLU network (:math:`d = 20`,
 :math:`m = 50`, :math:`n = 60`), over 4 (quick) or 4-5 (full) step sizes spanning a factor 4-8, the
-trace and top eigenvalue of :math:`H` computed exactly from per-example gradients.
+trace and top eigenvalue of :math:`H` computed exactly from per-example gradients. That GD's end
+points also exceed the SGD bound is reported in the details, not checked: it follows from the chosen
+large initialization (GD converges near its start), not from the paper.
 
 Tolerance 0.02 in the SGD and GD bands: a loss of :math:`10^{-11}` moves :math:`\mathrm{tr}\,H` by less
 than 1e-4 relative; the rest allows for runs that converge almost surely at a minimum that is only
@@ -23,10 +25,10 @@ from theory_checks import stability_common as common
 from theory_checks.registry import Measurement, register
 
 
-def _details(preset: str, alg: str) -> dict:
+def _details(preset: str, seed: int, alg: str) -> dict:
   out = {}
   for name in common.SETUPS:
-    t = common.end_points(name, preset)
+    t = common.end_points(name, preset, seed)
     r = t[alg]
     out[name] = {
         "eta": common.rounded(t["eta"]),
@@ -41,10 +43,10 @@ def _details(preset: str, alg: str) -> dict:
   return out
 
 
-def _collect(preset: str, alg: str, key: str) -> float:
+def _collect(preset: str, seed: int, alg: str, key: str) -> np.ndarray | float:
   vals = []
   for name in common.SETUPS:
-    t = common.end_points(name, preset)
+    t = common.end_points(name, preset, seed)
     r = t[alg]
     if not common.enough_converged(r):
       return float("nan")
@@ -58,20 +60,16 @@ def _collect(preset: str, alg: str, key: str) -> float:
           "4-5 step sizes, all seeds); max of tr(H) eta / 2 over converged runs",
     predicted="<= 1", band=(0.0, 1.02))
 def sgd_trace(preset: str, seed: int) -> Measurement:
-  vals = _collect(preset, "sgd", "trace")
+  vals = _collect(preset, seed, "sgd", "trace")
   value = registry.strict_max(vals)
-  return Measurement(value=value, details=_details(preset, "sgd"), figure=common.bound_figure(preset))
-
-
-@register(
-    id="stability.gd_exceeds_trace_bound", paper=common.PAPER,
-    claim="GD end points violate the SGD bound: min over converged GD runs (both nets, all step "
-          "sizes) of tr(H) eta / 2",
-    predicted="> 1 (fact sheet: >= 1.27)", band=(1.0, 1e9))
-def gd_trace(preset: str, seed: int) -> Measurement:
-  vals = _collect(preset, "gd", "trace")
-  value = registry.strict_min(vals)
-  return Measurement(value=value, details=_details(preset, "gd"))
+  details = _details(preset, seed, "sgd")
+  # GD's end points sit above the SGD bound only because both nets start at tr(H) eta / 2 > 1 and GD
+  # stays near its start: a consequence of the chosen initialization, not of the paper, so it is
+  # reported here and not checked.
+  gd = _collect(preset, seed, "gd", "trace")
+  details["gd_min_trace_eta_over_2 (init-driven, not a check)"] = common.rounded(
+      registry.strict_min(gd))
+  return Measurement(value=value, details=details, figure=common.bound_figure(preset, seed))
 
 
 @register(
@@ -80,6 +78,6 @@ def gd_trace(preset: str, seed: int) -> Measurement:
           "GD runs",
     predicted="<= 1", band=(0.0, 1.02))
 def gd_sharpness(preset: str, seed: int) -> Measurement:
-  vals = _collect(preset, "gd", "sharpness")
+  vals = _collect(preset, seed, "gd", "sharpness")
   value = registry.strict_max(vals)
-  return Measurement(value=value, details=_details(preset, "gd"))
+  return Measurement(value=value, details=_details(preset, seed, "gd"))

@@ -47,6 +47,9 @@ class CoordCheck(NamedTuple):
     size: ``(W, S, T + 1, L + 1)`` mean absolute coordinate of each layer's pre-activation.
     change: ``(W, S, T + 1, L + 1)`` mean absolute change since step 0.
     loss: ``(W, S, T + 1)`` training loss at each step.
+    increment: ``(W, S, T + 1, L + 1)`` mean absolute change of the last step,
+      :math:`|h^l_t - h^l_{t-1}|` (0 at step 0): its width exponent at step :math:`t \ge 2` is step
+      :math:`t`'s own, without step 1's (which, at finite widths, biases the fit of ``change``).
   """
 
   widths: np.ndarray
@@ -56,6 +59,7 @@ class CoordCheck(NamedTuple):
   size: np.ndarray
   change: np.ndarray
   loss: np.ndarray
+  increment: np.ndarray | None = None
 
   def exponents(self, which: str = "change") -> np.ndarray:
     r"""Fitted width exponents ``(T + 1, L + 1)`` of the seed-mean ``size`` or ``change``.
@@ -63,9 +67,9 @@ class CoordCheck(NamedTuple):
     NaN where the statistic is zero or non-finite at some width (``change`` at step 0, a zero-init
     readout, a diverged run).
     """
-    stat = {"size": self.size, "change": self.change}.get(which)
+    stat = {"size": self.size, "change": self.change, "increment": self.increment}.get(which)
     if stat is None:
-      raise ValueError(f"which must be 'size' or 'change', got {which!r}")
+      raise ValueError(f"which must be 'size', 'change' or 'increment', got {which!r}")
     mean = stat.mean(axis=1)  # (W, T+1, L+1)
     out = np.full(mean.shape[1:], np.nan)
     for t in range(mean.shape[1]):
@@ -111,7 +115,9 @@ def _one_width(task: Task, keys: jax.Array, lr: jax.Array, scal: Scalings, *, sh
     hs = [jnp.concatenate([h, h_t[None]]) for h, h_t in zip(hs, last)]  # (T + 1, batch, width)
     size = jnp.stack([jnp.mean(jnp.abs(h), axis=(1, 2)) for h in hs], axis=-1)
     change = jnp.stack([jnp.mean(jnp.abs(h - h[:1]), axis=(1, 2)) for h in hs], axis=-1)
-    return size, change, jnp.concatenate([vals, _loss(last[-1], task.y, loss)[None]])
+    inc = jnp.stack([jnp.mean(jnp.abs(jnp.diff(h, axis=0, prepend=h[:1])), axis=(1, 2)) for h in hs],
+                    axis=-1)
+    return size, change, jnp.concatenate([vals, _loss(last[-1], task.y, loss)[None]]), inc
 
   if seed_batch is None:
     return jax.vmap(run)(keys)
@@ -188,21 +194,22 @@ def coord_check(net: MLP, widths: Sequence[int], task: Task, *, seeds: Sequence[
     jax.random.key(0, impl=key_impl)
   except (ValueError, TypeError, KeyError) as e:
     raise ValueError(f"unknown key_impl {key_impl!r}: {e}") from None
-  sizes, changes, losses = [], [], []
+  sizes, changes, losses, increments = [], [], [], []
   dtype = task.x.dtype
   for n in widths:
     net_n = dataclasses.replace(net, width=int(n))
     scal = jax.tree.map(lambda v: jnp.asarray(v, dtype), net_n.scalings())
     keys = jax.vmap(functools.partial(jax.random.key, impl=key_impl))(jnp.asarray(seeds))
-    s, c, v = _one_width(task, keys, jnp.asarray(lr, dtype), scal, shape_net=shape_only(net_n),
+    s, c, v, i = _one_width(task, keys, jnp.asarray(lr, dtype), scal, shape_net=shape_only(net_n),
                          num_steps=num_steps, loss=loss, optimizer=optimizer, adam_eps=adam_eps,
                          seed_batch=seed_batch)
     sizes.append(np.asarray(s))
     changes.append(np.asarray(c))
     losses.append(np.asarray(v))
+    increments.append(np.asarray(i))
   layers = tuple(f"h{l + 1}" for l in range(net.depth)) + ("f",)
   return CoordCheck(widths, seeds, np.arange(num_steps + 1), layers, np.stack(sizes),
-                    np.stack(changes), np.stack(losses))
+                    np.stack(changes), np.stack(losses), np.stack(increments))
 
 
 def plot_coord_check(cc: CoordCheck, which: str = "change", title: str = "") -> InlineFigure:
