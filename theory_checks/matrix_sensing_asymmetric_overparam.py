@@ -81,15 +81,16 @@ def _lambda_perp(key_seed: int, prob, k: int, rank: int, alpha: float, f_final: 
   return lam0, float(np.linalg.eigvalsh(f_final.T @ f_final).min())
 
 
-@functools.lru_cache(maxsize=2)
-def _measure(preset: str) -> dict:
+@functools.lru_cache(maxsize=4)
+def _measure(preset: str, seed: int) -> dict:
   cfg = PRESETS[preset]
   out = {"r2": [], "spread": [], "lambda_ratio": [], "speedup": [], "details": {}, "curves": []}
   for setting in ("mf", "sensing"):
     sc = cfg[setting]
-    prob = common.problem(n=sc["n"], rank=sc["rank"], m=sc["m"], symmetric=False)
+    prob = common.problem(seed=seed, n=sc["n"], rank=sc["rank"], m=sc["m"], symmetric=False)
     alphas = np.asarray(sc["alphas"])
-    res = common.run_sweep(asymmetric_gd(sc["k"]), prob, seeds=sc.get("seeds", cfg["seeds"]),
+    res = common.run_sweep(asymmetric_gd(sc["k"]), prob, seed=seed,
+                           seeds=sc.get("seeds", cfg["seeds"]),
                            hp={"alpha": alphas, "init_ratio": np.asarray(RATIOS),
                                "eta": common.ETA},
                            num_steps=sc["num_steps"], record_every=cfg["record_every"])
@@ -123,8 +124,10 @@ def _measure(preset: str) -> dict:
     if sc["m"] is None:  # MF: the rate predicted from the imbalance
       f_final = np.asarray(res.final_state.inner.f)[:, :, 0]
       g_final = np.asarray(res.final_state.inner.g)[:, :, 0]
-      lams = np.array([[_lambda_perp(s, prob, sc["k"], sc["rank"], float(alphas[a]), f_final[s, a],
-                                     g_final[s, a]) for a in range(na)] for s in range(seeds)])
+      run_seeds = common.run_seeds(seed, seeds)  # the sweep's init keys, to redraw (F_0, G_0)
+      lams = np.array([[_lambda_perp(int(run_seeds[s]), prob, sc["k"], sc["rank"], float(alphas[a]),
+                                     f_final[s, a], g_final[s, a]) for a in range(na)]
+                       for s in range(seeds)])
       lam0, lam_t = lams[..., 0], lams[..., 1]
       predicted = 2.0 * common.ETA * lam0
       ratio_of_means = rates.mean(axis=0) / predicted.mean(axis=0)  # per alpha
@@ -150,7 +153,7 @@ def _measure(preset: str) -> dict:
           "and seeds",
     predicted="1 (exp(-Omega(alpha^2 T)))", band=(0.99, 1.0))
 def linear(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   value = registry.strict_min(m["r2"])
   return Measurement(value=value, details=m["details"], figure=m["fig"])
 
@@ -163,7 +166,7 @@ def linear(preset: str, seed: int) -> Measurement:
           "MF and sensing",
     predicted="0 (rate proportional to alpha^2)", band=(0.0, 0.10))
 def alpha2_scaling(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   value = registry.strict_max(m["spread"])
   return Measurement(value=value, details=m["details"])
 
@@ -176,7 +179,7 @@ def alpha2_scaling(preset: str, seed: int) -> Measurement:
           "ratios and the exact -2 log(1 - eta lambda_min(F_T^T F_T)) in details)",
     predicted="1", band=(0.97, 1.03))
 def mf_imbalance_rate(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   return Measurement(value=common.worst(m["lambda_ratio"], 1.0), details=m["details"])
 
 
@@ -190,5 +193,5 @@ def mf_imbalance_rate(preset: str, seed: int) -> Measurement:
           "every 20 steps, and equal inits must not pass",
     predicted="> 1", band=(1.1, math.inf))
 def vs_balanced(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   return Measurement(value=float(np.min(m["speedup"])), details=m["details"])

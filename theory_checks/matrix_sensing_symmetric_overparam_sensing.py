@@ -32,15 +32,15 @@ PRESETS = {
 }
 
 
-@functools.lru_cache(maxsize=2)
-def _measure(preset: str) -> dict:
+@functools.lru_cache(maxsize=4)
+def _measure(preset: str, seed: int) -> dict:
   cfg = PRESETS[preset]
-  prob = common.problem(n=cfg["n"], rank=cfg["rank"], m=cfg["m"])
+  prob = common.problem(seed=seed, n=cfg["n"], rank=cfg["rank"], m=cfg["m"])
   alphas = np.asarray(cfg["alphas"])
   num_steps = common.horizon(alphas, cfg["record_every"])
   slopes, r2s, constants, curves = {}, {}, {}, []
   for k in cfg["ks"]:
-    res = common.run_sweep(symmetric_gd(k), prob, seeds=cfg["seeds"],
+    res = common.run_sweep(symmetric_gd(k), prob, seed=seed, seeds=cfg["seeds"],
                            hp={"alpha": alphas, "eta": common.ETA}, num_steps=num_steps,
                            record_every=cfg["record_every"])
     t, err = res.steps, res.metrics["error"]
@@ -68,7 +68,7 @@ def _measure(preset: str) -> dict:
           "alphas, seeds",
     predicted="-2 (approached from above)", band=(-2.2, -1.75))
 def slope(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   value = common.worst(np.concatenate(list(m["slopes"].values())), -2.0)
   return Measurement(value=value, details=m["details"], figure=m["fig"])
 
@@ -80,6 +80,6 @@ def slope(preset: str, seed: int) -> Measurement:
           "gives 0.926)",
     predicted="< 0.95 (sublinear)", band=(0.0, 0.95))
 def not_linear(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   value = float(np.max(np.concatenate(list(m["r2s"].values()))))
   return Measurement(value=value, details=m["details"])
