@@ -39,7 +39,7 @@ PRESETS = {
 }
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _measure(preset: str, seed: int) -> dict:
   cfg = PRESETS[preset]
   cases = []  # (label, algorithm, problem, predicted MF rate or None)

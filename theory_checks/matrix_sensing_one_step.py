@@ -51,7 +51,7 @@ PRESETS = {
 }
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _measure(preset: str, seed: int) -> dict:
   cfg = PRESETS[preset]
   alphas = np.asarray(cfg["alphas"])

@@ -32,7 +32,7 @@ PRESETS = {
 }
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _measure(preset: str, seed: int) -> dict:
   cfg = PRESETS[preset]
   prob = common.problem(seed=seed, n=cfg["n"], rank=cfg["rank"], m=cfg["m"])

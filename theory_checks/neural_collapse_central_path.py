@@ -65,7 +65,7 @@ NC23_METRICS = ("nc2_etf_means", "nc2_equinorm_means", "nc2_equiangular_means", 
                 "nc3_duality_etf")
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _measure(preset: str, seed: int) -> dict:
   common.require_x64()
   cfg = PRESETS[preset]
@@ -118,7 +118,7 @@ def _late_rate(t: np.ndarray, v: np.ndarray) -> float:
   return -fitting.loglinear_rate(t[sel], v[sel]).slope
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _measure_rates(preset: str, seed: int) -> dict:
   common.require_x64()
   cfg = PRESETS[preset]

@@ -37,7 +37,7 @@ PRESETS = {
 LAMBDA_H = 0.1
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _measure(preset: str, seed: int) -> dict:
   common.require_x64()
   cfg = PRESETS[preset]

@@ -60,7 +60,7 @@ def _within_class_perturbation(key, R, k, n, d):
   return sum(p * jnp.sqrt(frac * total) / jnp.linalg.norm(p) for p, frac in parts if frac > 0)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _measure(preset: str, seed: int) -> dict:
   common.require_x64()
   cfg = PRESETS[preset]

@@ -58,7 +58,7 @@ def _block_stats(sv: np.ndarray, d: int, k: int) -> dict:
               cross_1=cross[:, 0], cross_2=cross[:, 1].max())
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _measure(preset: str, seed: int) -> dict:
   common.require_x64()
   cfg = PRESETS[preset]

@@ -41,7 +41,7 @@ def _means(H, k):
   return H.reshape(d, k, n_total // k).mean(axis=2)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _measure(preset: str, seed: int) -> dict:
   common.require_x64()
   cfg = PRESETS[preset]
