@@ -174,6 +174,8 @@ def monotone(preset: str, seed: int) -> Measurement:
                                                for k, v in m["violations"].items()},
              "endpoints_[t=0,t=20]_instance0 (sheet lH=0: NC1~ 1.288->0.550, NC1 0.372->0.031; "
              "lH=0.1: NC1~ 1.288->0.0577, NC1 0.372->1.4e-4, NC2 0.383->0.013)": m["endpoints"],
+             "final_over_initial_nc1_tilde_t=20 (sheet: 0.045 at lambda_H 0.1, 0.43 at 0)": {
+                 f"lambda_H={k:g}": common.rounded(v, 4) for k, v in m["ratios"].items()},
              "seeds": m["seeds"]}
   return Measurement(value=max(m["violations"].values()), details=details, figure=m["fig"])
 
