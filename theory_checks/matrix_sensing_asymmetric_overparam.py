@@ -114,7 +114,7 @@ def _measure(preset: str, seed: int) -> dict:
     speedup = passage[..., 1] / passage[..., 0]  # balanced / imbalanced first-passage time
     # A balanced run that never reaches REACH counts as T, a lower bound on its passage time; it
     # bounds the ratio informatively only where the imbalanced run got there by T/2 (then a censored
-    # ratio is >= 2). alpha = 0.1's imbalanced passage is 3500-7700 of 8000 steps, so it is left out.
+    # ratio is >= 2). alpha = 0.1's imbalanced passage is 3500-7700 of 8000 steps: left out.
     compared = passage[..., 0] <= sc["num_steps"] / 2
     out["r2"].append(r2.ravel())
     out["spread"].append(spread)
@@ -198,7 +198,8 @@ def mf_imbalance_rate(preset: str, seed: int) -> Measurement:
     claim="asymmetric GD, k > r: the imbalanced init (alpha, alpha/3) is faster than the balanced "
           "(alpha, alpha) at the same alpha; smallest ratio of first-passage times to "
           "|E|^2 <= 1e-8 (balanced / imbalanced; a balanced run that never gets there counts as T, "
-          "a lower bound, so only runs whose imbalanced passage is <= T/2 are compared); MF n=50 in both presets, sensing only in full (n=30: quick's n=15 is "
+          "a lower bound, so only runs whose imbalanced passage is <= T/2 are compared); MF n=50 "
+          "in both presets, sensing only in full (n=30: quick's n=15 is "
           "too small, see PRESETS); the band starts at 1.1, not 1: passage times are recorded "
           "every 20 steps, and equal inits must not pass",
     predicted="> 1", band=(1.1, math.inf))

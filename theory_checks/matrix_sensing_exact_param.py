@@ -45,12 +45,14 @@ def _measure(preset: str, seed: int) -> dict:
   cases = []  # (label, algorithm, problem, predicted MF rate or None)
   for kappa in cfg["kappas"]:
     for sym in (True, False):
-      prob = common.problem(seed=seed, n=cfg["mf_n"], rank=cfg["mf_rank"], kappa=kappa, symmetric=sym)
+      prob = common.problem(seed=seed, n=cfg["mf_n"], rank=cfg["mf_rank"], kappa=kappa,
+                            symmetric=sym)
       alg = symmetric_gd(cfg["mf_rank"]) if sym else asymmetric_gd(cfg["mf_rank"])
       predicted = -2 * np.log(1 - common.ETA / kappa)  # sigma_r = 1/kappa
       cases.append((f"{'sym' if sym else 'asym'} MF kappa={kappa:g}", alg, prob, predicted))
   for sym in (True, False):
-    prob = common.problem(seed=seed, n=cfg["sens_n"], rank=cfg["sens_rank"], m=cfg["m"], symmetric=sym)
+    prob = common.problem(seed=seed, n=cfg["sens_n"], rank=cfg["sens_rank"], m=cfg["m"],
+                          symmetric=sym)
     alg = symmetric_gd(cfg["sens_rank"]) if sym else asymmetric_gd(cfg["sens_rank"])
     cases.append((f"{'sym' if sym else 'asym'} sensing m={cfg['m']}", alg, prob, None))
 

@@ -40,7 +40,12 @@ import numpy as np
 
 from jaxopt_lab import fitting
 from jaxopt_lab.engine.algorithm import Algorithm
-from jaxopt_lab.matrix_sensing import AsymmetricState, SensingProblem, asymmetric_gd, asymmetric_step
+from jaxopt_lab.matrix_sensing import (
+    AsymmetricState,
+    SensingProblem,
+    asymmetric_gd,
+    asymmetric_step,
+)
 from theory_checks import matrix_sensing_common as common
 from theory_checks.registry import Measurement, register
 
@@ -139,7 +144,8 @@ def lower_bound_alpha2(preset: str, seed: int) -> Measurement:
 @register(
     id="matrix_sensing.asymmetric_overparam_kappa", paper=common.PAPER,
     claim="asymmetric GD, k = r + 2, init (0.3, 0.1), MF: the asymptotic rate is set by the "
-          "imbalance, not by kappa (lambda_perp < sigma_r = 1/kappa); worst seed's log-log slope of "
+          "imbalance, not by kappa (lambda_perp < sigma_r = 1/kappa); worst seed's log-log slope "
+          "of "
           "the rate vs kappa in {1, 2, 4} (common random numbers; k = r has slope ~ -1)",
     predicted="0", band=(-0.1, 0.1))
 def overparam_kappa(preset: str, seed: int) -> Measurement:

@@ -61,8 +61,8 @@ LAMBDA_H_CAL = 0.1
 # lambda_H = 0.5 the window [6, 8] was still 8% off for NC1~, [10, 20] 0.2%).
 RATE_DT, RATE_T, RATE_EVERY, RATE_WINDOW = 1e-2, 40.0, 10, 0.75
 RATE_LAMBDA_H = {"quick": (0.1, 0.5), "full": (0.1, 0.3, 0.5)}
-NC23_METRICS = ("nc2_etf_means", "nc2_equinorm_means", "nc2_equiangular_means", "nc2_maxangle_means",
-                "nc3_duality_etf")
+NC23_METRICS = ("nc2_etf_means", "nc2_equinorm_means", "nc2_equiangular_means",
+                "nc2_maxangle_means", "nc3_duality_etf")
 
 
 @functools.lru_cache(maxsize=16)
@@ -108,8 +108,8 @@ def _measure(preset: str, seed: int) -> dict:
 
 
 def predicted_nc23_rate(lambda_W: float, lambda_H: float) -> float:
-  r"""The linearized decay rate :math:`4(1 - \sqrt{\lambda_H\lambda_W})\lambda_H` of the class means'
-  singular-value spread near the collapsed limit of the central path (hence of NC2 and NC3)."""
+  r"""The linearized decay rate :math:`4(1 - \sqrt{\lambda_H\lambda_W})\lambda_H` of the class
+  means' singular-value spread near the collapsed limit of the central path (hence of NC2 and NC3)."""
   return 4.0 * (1.0 - math.sqrt(lambda_H * lambda_W)) * lambda_H
 
 
