@@ -394,6 +394,34 @@ class RebalanceTest(parameterized.TestCase):
     np.testing.assert_allclose(s1.f @ s1.g.T, plain.f @ plain.g.T, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(m1["error"], m_plain["error"], rtol=1e-10)
 
+  def test_applied_at_the_first_step_below_an_intermediate_threshold(self):
+    # Before the switch the run is plain GD (switch_tol 0 never fires): the switch must come at the
+    # first step whose relative error |F G^T - M*|_F / |M*|_F is below a tol strictly between two
+    # recorded values. alpha 2, eta 0.3 make the error fall from 3.2 to 0.79 in 6 steps, and tol
+    # sits just under an earlier value < 1, so a switch on the squared error (or on |M*|_F^2) fires
+    # a step early and one that lags fires late.
+    p = _problem(symmetric=False)
+    hp = {"alpha": 2.0, "eta": 0.3}
+    _, plain = _run_one_step(KEY, p, hp | {"switch_tol": 0.0})
+    rel = np.sqrt(np.asarray(plain["error"]) / float(jnp.sum(p.m_star**2)))
+    lasts = [j for j in range(2, len(rel)) if rel[j] < rel[:j].min() < 1.0]
+    self.assertNotEmpty(lasts, f"relative errors do not fall below 1: {rel}")
+    j = lasts[0]
+    prev = rel[:j].min()
+    tol = float(prev - 0.1 * (prev - rel[j]))  # rel[t] >= prev > tol for t < j, rel[j] < tol
+    _, metrics = _run_one_step(KEY, p, hp | {"switch_tol": tol})
+    np.testing.assert_array_equal(metrics["rebalanced_at"], [-1] * j + [j + 1] * (len(rel) - j))
+    # Up to and at the switch the product (so the error) is plain GD's; afterwards it is not.
+    np.testing.assert_allclose(metrics["error"][: j + 1], plain["error"][: j + 1], rtol=1e-10)
+    self.assertGreater(float(np.abs(metrics["error"][-1] / plain["error"][-1] - 1)), 1e-8)
+
+  def test_non_finite_initial_state_is_diverged_at_step_0(self):
+    # A NaN init scale makes X_0 NaN: the engine must report divergence at step 0, not 1 or never.
+    for alg, sym in ((symmetric_gd(2), True), (asymmetric_gd(2), False)):
+      state, _ = run(alg, KEY, _problem(symmetric=sym), {"alpha": float("nan"), "eta": 0.1},
+                     num_steps=2, record_every=1)
+      self.assertEqual(int(state.diverged_at), 0, alg.name)
+
   def test_never_applied_below_threshold(self):
     p = _problem(symmetric=False)
     state, metrics = _run_one_step(KEY, p, {"alpha": 0.3, "eta": 0.1, "switch_tol": 0.0})

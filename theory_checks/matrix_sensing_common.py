@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
@@ -20,26 +19,34 @@ from jaxopt_lab import fitting
 from jaxopt_lab.engine.algorithm import Algorithm
 from jaxopt_lab.engine.sweep import SweepResult, sweep
 from jaxopt_lab.matrix_sensing import SensingProblem, make_problem, sensing_op
+from theory_checks import registry
 
 PAPER = "Xiong, Ding & Du 2024 (arXiv:2310.01769)"
 ETA = 0.1
 # Squared errors below this are within ~1e7 of the float64 floor: fits stop here.
 FLOOR = 1e-22
-# The problem's seed, kept apart from the run seeds 0, 1, ... of every sweep.
-PROBLEM_SEED = 10_000
 
 
-def problem(*, n: int, rank: int, m: int | None = None, kappa: float = 1.0,
+def problem(*, seed: int, n: int, rank: int, m: int | None = None, kappa: float = 1.0,
             symmetric: bool = True) -> SensingProblem:
-  """A float64 problem from the fixed problem seed (the operator every run of a check shares)."""
-  return make_problem(jax.random.key(PROBLEM_SEED), n1=n, rank=rank, num_measurements=m,
+  """A float64 problem drawn from the check's seed offset ``seed`` (role "problem"): the truth and
+  operator every run of one check instance shares; another offset draws another instance."""
+  return make_problem(registry.check_key(seed, "problem"), n1=n, rank=rank, num_measurements=m,
                       kappa=kappa, symmetric=symmetric, dtype=jnp.float64)
 
 
-def run_sweep(algorithm: Algorithm, prob: SensingProblem, *, seeds: int, hp: Mapping[str, Any],
-              num_steps: int, record_every: int) -> SweepResult:
-  """``sweep`` over ``range(seeds)`` and the grid in ``hp``, silently."""
-  return sweep(algorithm, prob, seeds=np.arange(seeds), hp=dict(hp), num_steps=num_steps,
+def run_seeds(seed: int, count: int) -> np.ndarray:
+  """The ``count`` run seeds (init keys) of a check at seed offset ``seed``: consecutive integers
+  from the offset's "run" stream, so two offsets share no run key (up to a 2^-31 coincidence)."""
+  base = registry.check_seed(seed, "run") % (2**31 - 2**16)
+  return base + np.arange(count)
+
+
+def run_sweep(algorithm: Algorithm, prob: SensingProblem, *, seed: int, seeds: int,
+              hp: Mapping[str, Any], num_steps: int, record_every: int) -> SweepResult:
+  """``sweep`` over the ``seeds`` run seeds of offset ``seed`` (:func:`run_seeds`) and the grid in
+  ``hp``, silently."""
+  return sweep(algorithm, prob, seeds=run_seeds(seed, seeds), hp=dict(hp), num_steps=num_steps,
                record_every=record_every, on_chunk=None)
 
 
@@ -112,14 +119,14 @@ def error_figure(title: str, curves: Sequence[tuple[str, np.ndarray, np.ndarray]
   return fig
 
 
-def psd_target_problem(*, n: int, rank: int, m: int | None) -> SensingProblem:
+def psd_target_problem(*, seed: int, n: int, rank: int, m: int | None) -> SensingProblem:
   r"""A PSD truth :math:`U\mathrm{diag}(\sigma)U^\top` under an *unsymmetrized* Gaussian operator.
 
   The symmetrized operator of ``make_problem(symmetric=True)`` cannot see the antisymmetric part of
   :math:`FG^\top`, so an asymmetric fit of a PSD target needs the general operator (in MF both are
   the identity).
   """
-  prob = problem(n=n, rank=rank, m=m, symmetric=False)
+  prob = problem(seed=seed, n=n, rank=rank, m=m, symmetric=False)
   m_psd = (prob.u * prob.sigma[None, :]) @ prob.u.T
   y = None if m is None else sensing_op(prob, m_psd)
   return prob._replace(m_star=m_psd, v=prob.u, y=y)

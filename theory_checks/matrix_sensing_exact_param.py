@@ -39,24 +39,27 @@ PRESETS = {
 }
 
 
-@functools.lru_cache(maxsize=2)
-def _measure(preset: str) -> dict:
+@functools.lru_cache(maxsize=16)
+def _measure(preset: str, seed: int) -> dict:
   cfg = PRESETS[preset]
   cases = []  # (label, algorithm, problem, predicted MF rate or None)
   for kappa in cfg["kappas"]:
     for sym in (True, False):
-      prob = common.problem(n=cfg["mf_n"], rank=cfg["mf_rank"], kappa=kappa, symmetric=sym)
+      prob = common.problem(seed=seed, n=cfg["mf_n"], rank=cfg["mf_rank"], kappa=kappa,
+                            symmetric=sym)
       alg = symmetric_gd(cfg["mf_rank"]) if sym else asymmetric_gd(cfg["mf_rank"])
       predicted = -2 * np.log(1 - common.ETA / kappa)  # sigma_r = 1/kappa
       cases.append((f"{'sym' if sym else 'asym'} MF kappa={kappa:g}", alg, prob, predicted))
   for sym in (True, False):
-    prob = common.problem(n=cfg["sens_n"], rank=cfg["sens_rank"], m=cfg["m"], symmetric=sym)
+    prob = common.problem(seed=seed, n=cfg["sens_n"], rank=cfg["sens_rank"], m=cfg["m"],
+                          symmetric=sym)
     alg = symmetric_gd(cfg["sens_rank"]) if sym else asymmetric_gd(cfg["sens_rank"])
     cases.append((f"{'sym' if sym else 'asym'} sensing m={cfg['m']}", alg, prob, None))
 
   r2s, ratios, details, curves = [], [], {}, []
   for label, alg, prob, predicted in cases:
-    res = common.run_sweep(alg, prob, seeds=cfg["seeds"], hp={"alpha": ALPHA, "eta": common.ETA},
+    res = common.run_sweep(alg, prob, seed=seed, seeds=cfg["seeds"],
+                           hp={"alpha": ALPHA, "eta": common.ETA},
                            num_steps=cfg["num_steps"], record_every=cfg["record_every"])
     t, err = res.steps, res.metrics["error"]
     fits = [common.window_fit(t, e, err_max=ERR_MAX, late=0.5) for e in err]
@@ -81,7 +84,7 @@ def _measure(preset: str) -> dict:
           "[1e-22, 1e-8], over cases and seeds",
     predicted="1 (exp(-Omega(T)))", band=(0.999, 1.0))
 def linear(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   value = registry.strict_min(m["r2"])
   return Measurement(value=value, details=m["details"], figure=m["fig"])
 
@@ -92,5 +95,5 @@ def linear(preset: str, seed: int) -> Measurement:
           "kappa 4, and 1 in full); worst ratio measured/predicted over cases and seeds",
     predicted="1 (0.2107 at kappa 1, 0.0506 at kappa 4)", band=(0.95, 1.05))
 def mf_rate(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   return Measurement(value=common.worst(m["ratios"], 1.0), details=m["details"])

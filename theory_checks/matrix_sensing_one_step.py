@@ -51,15 +51,15 @@ PRESETS = {
 }
 
 
-@functools.lru_cache(maxsize=2)
-def _measure(preset: str) -> dict:
+@functools.lru_cache(maxsize=16)
+def _measure(preset: str, seed: int) -> dict:
   cfg = PRESETS[preset]
   alphas = np.asarray(cfg["alphas"])
   spreads, speedups, details, curves = [], [], {}, []
   for setting in ("mf", "sensing"):
     sc = cfg[setting]
-    prob = common.problem(n=sc["n"], rank=sc["rank"], m=sc["m"], symmetric=False)
-    res = common.run_sweep(asymmetric_gd_one_step(sc["rank"] + 2), prob,
+    prob = common.problem(seed=seed, n=sc["n"], rank=sc["rank"], m=sc["m"], symmetric=False)
+    res = common.run_sweep(asymmetric_gd_one_step(sc["rank"] + 2), prob, seed=seed,
                            seeds=sc.get("seeds", cfg["seeds"]),
                            hp={"alpha": alphas, "switch_tol": np.array([SWITCH_TOL, 0.0]),
                                "eta": common.ETA, "rebalance_scale": 1.0},
@@ -107,7 +107,7 @@ def _measure(preset: str) -> dict:
           "details)",
     predicted="0 (MF: every alpha at -2 log(1 - eta) = 0.2107)", band=(0.0, 0.10))
 def alpha_independence(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   value = registry.strict_max(m["spread"])
   return Measurement(value=value, details=m["details"], figure=m["fig"])
 
@@ -118,6 +118,6 @@ def alpha_independence(preset: str, seed: int) -> Measurement:
           "alpha <= 0.1 (same seeds); smallest ratio over alphas, seeds, MF and sensing",
     predicted=">= 5", band=(5.0, math.inf))
 def speedup(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   value = registry.strict_min(m["speedup"])
   return Measurement(value=value, details=m["details"])

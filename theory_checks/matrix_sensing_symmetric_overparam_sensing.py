@@ -7,10 +7,13 @@ the operator, so only the slope and the absence of linear convergence are checke
 
 Measured on symmetric sensing (symmetrized Gaussian :math:`A_i`), :math:`r = 2`,
 :math:`k \in \{3, 4\}`, :math:`\eta = 0.1`, several :math:`\alpha` and seeds, horizon
-:math:`T = 40/(\eta\alpha_{\min}^2)`: the log-log slope of :math:`|E_t|^2` on :math:`[T/2, T]`,
+:math:`T = 80/(\eta\alpha_{\min}^2)`: the log-log slope of :math:`|E_t|^2` on :math:`[T/2, T]`,
 and the :math:`R^2` of a log-linear fit on the late window :math:`[T/10, T]` (a pure :math:`t^{-2}`
 law gives 0.926 there, a linear rate gives 1; the window starts past the plateau, which ends near
-:math:`T/40`). Both report the worst run.
+:math:`T/80`). Both report the worst run. The first version's :math:`T = 40/(\eta\alpha^2)` left the
+slowest instances short of the asymptotic regime (worst slope -1.729 on one offset pair of six,
+-1.765 of ten); doubling the horizon moves every slope toward -2 (the drift is the finite-horizon
+bias :math:`\sim 1/(\eta s_0^2 T)`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from jaxopt_lab.matrix_sensing import symmetric_gd
 from theory_checks import matrix_sensing_common as common
 from theory_checks.registry import Measurement, register
 
+HORIZON = 80.0  # T = HORIZON / (eta alpha_min^2); see the module docstring
+
 PRESETS = {
     # quick: n = 15, m = 300 keeps the fact sheet's oversampling m/dof = 300/29 ~ 600/59 ~ 10 (the
     # slope's drift to -2 depends on it: n = 20, m = 300 gave -1.70 .. -1.93 at the same horizon).
@@ -32,15 +37,15 @@ PRESETS = {
 }
 
 
-@functools.lru_cache(maxsize=2)
-def _measure(preset: str) -> dict:
+@functools.lru_cache(maxsize=16)
+def _measure(preset: str, seed: int) -> dict:
   cfg = PRESETS[preset]
-  prob = common.problem(n=cfg["n"], rank=cfg["rank"], m=cfg["m"])
+  prob = common.problem(seed=seed, n=cfg["n"], rank=cfg["rank"], m=cfg["m"])
   alphas = np.asarray(cfg["alphas"])
-  num_steps = common.horizon(alphas, cfg["record_every"])
+  num_steps = common.horizon(alphas, cfg["record_every"], HORIZON)
   slopes, r2s, constants, curves = {}, {}, {}, []
   for k in cfg["ks"]:
-    res = common.run_sweep(symmetric_gd(k), prob, seeds=cfg["seeds"],
+    res = common.run_sweep(symmetric_gd(k), prob, seed=seed, seeds=cfg["seeds"],
                            hp={"alpha": alphas, "eta": common.ETA}, num_steps=num_steps,
                            record_every=cfg["record_every"])
     t, err = res.steps, res.metrics["error"]
@@ -64,11 +69,11 @@ def _measure(preset: str) -> dict:
 @register(
     id="matrix_sensing.symmetric_overparam_sensing_slope", paper=common.PAPER,
     claim="symmetric GD, k > r, small init, Gaussian sensing: |X X^T - M*|_F^2 ~ t^-2 (drifting "
-          "to -2); worst log-log slope on [T/2, T], T = 40/(eta alpha_min^2), over k in {3,4}, "
+          "to -2); worst log-log slope on [T/2, T], T = 80/(eta alpha_min^2), over k in {3,4}, "
           "alphas, seeds",
     predicted="-2 (approached from above)", band=(-2.2, -1.75))
 def slope(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   value = common.worst(np.concatenate(list(m["slopes"].values())), -2.0)
   return Measurement(value=value, details=m["details"], figure=m["fig"])
 
@@ -80,6 +85,6 @@ def slope(preset: str, seed: int) -> Measurement:
           "gives 0.926)",
     predicted="< 0.95 (sublinear)", band=(0.0, 0.95))
 def not_linear(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   value = float(np.max(np.concatenate(list(m["r2s"].values()))))
   return Measurement(value=value, details=m["details"])

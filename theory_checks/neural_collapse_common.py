@@ -17,6 +17,14 @@ K, N_PER_CLASS, D = 4, 10, 10
 LAMBDA_W = math.sqrt(2.0)
 
 
+def instance_keys(seed: int, role: str, count: int) -> list:
+  """``count`` independent typed keys for one ``role`` ("features", "frame", ...) of a check at seed
+  offset ``seed`` (:func:`theory_checks.registry.check_key`, split): every random draw of the
+  neural-collapse checks comes from these, so offsets give independent instances."""
+  from theory_checks import registry  # pylint: disable=g-import-not-at-top
+  return list(jax.random.split(registry.check_key(seed, role), count))
+
+
 def require_x64() -> None:
   """Raises unless float64 is enabled: the bands (1e-12, 1e-10, 1e-6) are float64 statements."""
   if not jax.config.jax_enable_x64:
@@ -30,6 +38,14 @@ def rounded(x, digits: int = 6):
   if arr.ndim == 0:
     return fmt(float(arr))
   return [fmt(float(v)) for v in arr.ravel()]
+
+
+def worst(values: Iterable[float], target: float) -> float:
+  """The value farthest from ``target``; NaN (a failed check) if there are none or any is not finite."""
+  v = np.asarray(list(values), np.float64)
+  if v.size == 0 or not np.all(np.isfinite(v)):
+    return math.nan
+  return float(v[np.argmax(np.abs(v - target))])
 
 
 def figure(title: str, xlabel: str, ylabel: str, curves: Iterable[tuple[str, np.ndarray, np.ndarray]],

@@ -40,7 +40,7 @@ from jaxopt_lab.neural_collapse import metrics, models, solvers
 from theory_checks import neural_collapse_common as common
 from theory_checks.registry import Measurement, register
 
-PRESETS = {"quick": dict(dims=(10,), seeds=(0,)), "full": dict(dims=(10, 20, 40), seeds=(0, 1, 2))}
+PRESETS = {"quick": dict(dims=(10,), seeds=1), "full": dict(dims=(10, 20, 40), seeds=3)}
 LAMBDA_H, BETA, EPS = 0.1, 100.0, 1e-2
 
 
@@ -60,8 +60,8 @@ def _within_class_perturbation(key, R, k, n, d):
   return sum(p * jnp.sqrt(frac * total) / jnp.linalg.norm(p) for p, frac in parts if frac > 0)
 
 
-@functools.lru_cache(maxsize=2)
-def _measure(preset: str) -> dict:
+@functools.lru_cache(maxsize=16)
+def _measure(preset: str, seed: int) -> dict:
   common.require_x64()
   cfg = PRESETS[preset]
   k, n, lw, lh = common.K, common.N_PER_CLASS, common.LAMBDA_W, LAMBDA_H
@@ -71,15 +71,17 @@ def _measure(preset: str) -> dict:
   for d in cfg["dims"]:
     nc1t = jax.jit(lambda H: metrics.nc1_tilde_core(H, labels, k))
     nc1p = jax.jit(lambda H: metrics.metrics_core(H, labels, None, None, k)["nc1"])
-    for seed in cfg["seeds"]:
+    frames = common.instance_keys(seed, "frame", cfg["seeds"])
+    perturbations = common.instance_keys(seed, "perturbation", cfg["seeds"])
+    for inst, (frame_key, e_key) in enumerate(zip(frames, perturbations)):
       q, qp, fixed = {}, {}, {}
       E = None
       for name, (a, b) in settings.items():
-        star = models.collapsed_minimizer(jax.random.key(seed), num_classes=k, n=n, d=d,
+        star = models.collapsed_minimizer(frame_key, num_classes=k, n=n, d=d,
                                           lambda_W=a, lambda_H=b)
         if E is None:
           R = star.H[:, ::n] / jnp.linalg.norm(star.H[:, ::n], axis=0, keepdims=True)
-          E = _within_class_perturbation(jax.random.key(1000 + seed), R, k, n, d)
+          E = _within_class_perturbation(e_key, R, k, n, d)
           H0_base = star.H + E
         H0 = star.H + E
         H = solvers.solve_perturbed(H0, num_classes=k, lambda_W=a, lambda_H=b, beta=BETA).params.H
@@ -92,7 +94,7 @@ def _measure(preset: str) -> dict:
       value = ratio(q)
       if d == cfg["dims"][0]:
         values.append(value)
-      out[f"d={d} seed={seed}"] = {
+      out[f"d={d} instance={inst}"] = {
           "R_measured": common.rounded(value, 5),
           "R_predicted": common.rounded(predicted_ratio(k, d, lw, lh), 5),
           "reduction_q": {key: common.rounded(v, 6) for key, v in q.items()},
@@ -109,5 +111,5 @@ def _measure(preset: str) -> dict:
           "more than doubling lambda_W",
     predicted="R = 3.34 (Theorem 4.2, isotropic E); > 1", band=(3.17, 3.51))
 def lambda_ratio(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   return Measurement(value=m["value"], details=m["details"])

@@ -41,8 +41,8 @@ def _means(H, k):
   return H.reshape(d, k, n_total // k).mean(axis=2)
 
 
-@functools.lru_cache(maxsize=2)
-def _measure(preset: str) -> dict:
+@functools.lru_cache(maxsize=16)
+def _measure(preset: str, seed: int) -> dict:
   common.require_x64()
   cfg = PRESETS[preset]
   k, n, d, seeds = cfg["k"], cfg["n"], cfg["d"], cfg["seeds"]
@@ -50,17 +50,17 @@ def _measure(preset: str) -> dict:
   errors: dict[str, float] = {}
   nc1s, nc2s, trivial_sizes, f_values = [], [], [], {}
 
-  def grid(hps):
+  def grid(hps, role):
     hp = np.repeat(np.asarray(hps, np.float64), seeds, axis=0)
-    keys = jax.random.split(jax.random.key(0), len(hp))
+    keys = common.instance_keys(seed, role, len(hp))  # random starts
     return keys, hp
 
   def record(name, err):
     errors[name] = max(errors.get(name, 0.0), float(err))
 
   for bias, hps in ((False, MSE_HP), (True, MSE_BIAS_HP)):
-    keys, hp = grid(hps)
     tag = "mse_bias" if bias else "mse"
+    keys, hp = grid(hps, f"start_{tag}")
     for key, (lw, lh) in zip(keys, hp):
       # A Python loop, not vmap: one compile per model serves every case (runs take milliseconds).
       res = solvers.solve_ufm_mse(key, num_classes=k, n=n, d=d, lambda_W=lw, lambda_H=lh, bias=bias)
@@ -86,7 +86,7 @@ def _measure(preset: str) -> dict:
       nc1s.append(float(m["nc1"]))
       nc2s.append(float(m["nc2_etf_means"]))
 
-  keys, hp = grid(CE_HP)
+  keys, hp = grid(CE_HP, "start_ce")
   for key, (lw, lh, lb) in zip(keys, hp):
     res = solvers.solve_ufm_ce(key, num_classes=k, n=n, d=d, lambda_W=lw, lambda_H=lh, lambda_b=lb)
     cf = models.ce_closed_form(k, n, lw, lh)
@@ -117,7 +117,7 @@ def _measure(preset: str) -> dict:
           "largest abs error over f*, rho, W Hbar = (1-c)I, b = 1/K, hbar_G = 0, CE norms",
     predicted="0 (solver error only)", band=(0.0, 1e-6))
 def closed_forms(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   details = {"errors": {k: common.rounded(v, 3) for k, v in m["errors"].items()},
              "f_values": m["f_values"], "closed_forms_vs_sheet": m["sheet"], **m["size"]}
   return Measurement(value=max(m["errors"].values()), details=details)
@@ -129,7 +129,7 @@ def closed_forms(preset: str, seed: int) -> Measurement:
           "MSE, MSE+bias and CE minimizers",
     predicted="0", band=(0.0, 1e-10))
 def minimizer_nc1(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   return Measurement(value=m["nc1"], details={"max_nc2_etf_means (sheet: < 1e-6)":
                                               common.rounded(m["nc2"], 3), **m["size"]})
 
@@ -140,5 +140,5 @@ def minimizer_nc1(preset: str, seed: int) -> Measurement:
           "W = H = 0 (b = 0 for CE): largest entry of the L-BFGS minimizers",
     predicted="0", band=(0.0, 1e-6))
 def trivial_regime(preset: str, seed: int) -> Measurement:
-  m = _measure(preset)
+  m = _measure(preset, seed)
   return Measurement(value=m["trivial"], details={"f_values": m["f_values"], **m["size"]})

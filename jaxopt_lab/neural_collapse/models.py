@@ -212,7 +212,7 @@ def mse_closed_form(num_classes: int, lambda_W: ArrayLike, lambda_H: ArrayLike,
   non-positive or non-finite :math:`\lambda` or :math:`K < 2` raises ``ValueError``.
 
   Example:
-    >>> mse_closed_form(4, 0.37606, 0.37606).f_star   # c = 0.37606 -> 0.3053496312...
+    >>> mse_closed_form(4, 2**0.5, 0.1).f_star   # c = sqrt(0.1 sqrt 2) = 0.3760603 -> 0.3053496312
 
   Reference: arXiv:2210.16658 Theorem 2.1; Tirer & Bruna 2022 (arXiv:2202.08087).
   """
