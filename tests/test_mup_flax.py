@@ -93,6 +93,18 @@ class FlaxMupTest(parameterized.TestCase):
       params = optax.apply_updates(params, u)
     ref = _abc_reference(layers, optimizer, lr, 3, x, y)
     np.testing.assert_allclose(setup.model.apply({"params": params}, x), ref, rtol=1e-10, atol=1e-13)
+    # Without a named optimizer: setup.sgd / setup.adam build the matching chain, and the bare
+    # transform refuses to be chained (it once silently applied SGD's table after Adam).
+    plain = linen_mup(LinenMLP, base_width=BASE, width=WIDTH, key=jax.random.key(1), x=x)
+    tx = plain.sgd(lr) if optimizer == "sgd" else plain.adam(lr, eps=0.0)
+    params, state = plain.variables["params"], None
+    state = tx.init(params)
+    for _ in range(3):
+      u, state = tx.update(jax.grad(loss)(params), state, params)
+      params = optax.apply_updates(params, u)
+    np.testing.assert_allclose(setup.model.apply({"params": params}, x), ref, rtol=1e-10, atol=1e-13)
+    with self.assertRaisesRegex(ValueError, r"^optimizer: this muP setup was built without"):
+      optax.chain(optax.adam(lr), plain.transform).init(params)
 
   @parameterized.parameters(("sgd", 0.05), ("adam", 0.01))
   def test_nnx_mup_trains_like_the_abc_mlp(self, optimizer, lr):

@@ -30,8 +30,13 @@ readout, which TP5 recommends and which makes the last-layer coordinate check fl
 Usage (linen)::
 
     setup = linen_mup(lambda n: MyMLP(width=n), base_width=64, width=1024, key=key, x=x)
-    tx = optax.chain(optax.adam(lr), setup.transform)
+    tx = setup.adam(lr)        # optax.adam with muP's Adam multipliers; setup.sgd(lr) for SGD
     params = setup.variables["params"]
+
+``setup.sgd`` / ``setup.adam`` build the whole optax chain, so the optimizer and its multiplier table
+cannot disagree (microsoft/mup's MuSGD / MuAdam). ``setup.transform`` (the multipliers alone, to chain
+after an optimizer of your own) exists only when the table was named with ``optimizer="sgd"`` or
+``"adam"``; without it, initializing a chain that holds it raises, naming both ways.
 
 Reference: Yang et al., "Tensor Programs V", arXiv:2203.03466 (Table 3, Section 4 and Appendix B);
 Yang & Hu, arXiv:2011.14522.
@@ -156,7 +161,8 @@ class MupSetup(NamedTuple):
   Attributes:
     model: the target-width module (linen) or the rescaled model (nnx).
     variables: linen variables with muP params (None for nnx: the model holds them).
-    transform: optax transformation to chain after the optimizer.
+    transform: the multipliers for the ``optimizer`` named at setup, to chain after that optimizer
+      (a transformation whose init raises if no optimizer was named).
     kinds: the inferred :class:`TensorKind` tree.
   """
 
@@ -165,9 +171,40 @@ class MupSetup(NamedTuple):
   transform: optax.GradientTransformation
   kinds: Any
 
+  def sgd(self, learning_rate: float, momentum: float | None = None,
+          nesterov: bool = False) -> optax.GradientTransformation:
+    """``optax.sgd`` followed by muP's SGD multipliers (microsoft/mup's MuSGD)."""
+    return optax.chain(optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov),
+                       mup_transform(self.kinds, "sgd"))
+
+  def adam(self, learning_rate: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+           weight_decay: float | None = None) -> optax.GradientTransformation:
+    """``optax.adam`` (``optax.adamw`` with ``weight_decay``) followed by muP's Adam multipliers
+    (microsoft/mup's MuAdam; the decay is scaled with the update, as MuAdamW's)."""
+    base = (optax.adam(learning_rate, b1=b1, b2=b2, eps=eps) if weight_decay is None else
+            optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay))
+    return optax.chain(base, mup_transform(self.kinds, "adam"))
+
+
+def _unnamed_transform() -> optax.GradientTransformation:
+  def init(params):
+    del params
+    raise ValueError("optimizer: this muP setup was built without optimizer='sgd' or 'adam', so "
+                     "setup.transform does not know which multipliers to apply; use setup.sgd(lr) "
+                     "or setup.adam(lr), or pass optimizer= to linen_mup / nnx_mup")
+
+  def update(updates, state, params=None):
+    raise ValueError("optimizer: setup.transform was built without an optimizer")
+
+  return optax.GradientTransformation(init, update)
+
+
+def _transform(kinds: Any, optimizer: str | None) -> optax.GradientTransformation:
+  return _unnamed_transform() if optimizer is None else mup_transform(kinds, optimizer)
+
 
 def linen_mup(make_module: Callable[[int], Any], *, base_width: int, width: int, key: jax.Array,
-              x: Any, optimizer: str = "sgd", readout_zero_init: bool = False) -> MupSetup:
+              x: Any, optimizer: str | None = None, readout_zero_init: bool = False) -> MupSetup:
   r"""muP for a Flax linen model: ``make_module(width)`` builds it at any width.
 
   The base model is only traced (``jax.eval_shape``), never initialized.
@@ -176,7 +213,8 @@ def linen_mup(make_module: Callable[[int], Any], *, base_width: int, width: int,
     make_module: width -> ``nn.Module``.
     base_width, width: the base and target widths (ints >= 1).
     key: init key; x: a sample input.
-    optimizer: ``"sgd"`` or ``"adam"`` (which LR table to use).
+    optimizer: ``"sgd"`` or ``"adam"``: the LR table of ``setup.transform``; ``None`` (default)
+      leaves ``transform`` unusable, so ``setup.sgd`` / ``setup.adam`` are the only ways to train.
     readout_zero_init: zero the output-like tensors.
 
   Returns:
@@ -191,16 +229,16 @@ def linen_mup(make_module: Callable[[int], Any], *, base_width: int, width: int,
   kinds = infer_kinds(base_vars["params"], variables["params"])
   params = mup_init(variables["params"], kinds, readout_zero_init=readout_zero_init)
   variables = {**variables, "params": params}
-  return MupSetup(model, variables, mup_transform(kinds, optimizer), kinds)
+  return MupSetup(model, variables, _transform(kinds, optimizer), kinds)
 
 
 def nnx_mup(make_model: Callable[..., Any], *, base_width: int, width: int, seed: int = 0,
-            optimizer: str = "sgd", readout_zero_init: bool = False) -> MupSetup:
+            optimizer: str | None = None, readout_zero_init: bool = False) -> MupSetup:
   r"""muP for a Flax nnx model: ``make_model(width, rngs)`` builds it at any width.
 
   The base model is built abstractly (``nnx.eval_shape``); the target model's ``nnx.Param`` state is
-  rescaled in place. Train with ``nnx.Optimizer(model, optax.chain(opt, setup.transform),
-  wrt=nnx.Param)``.
+  rescaled in place. Train with ``nnx.Optimizer(model, setup.adam(lr), wrt=nnx.Param)`` (or
+  ``setup.sgd``); ``optimizer`` as in :func:`linen_mup`.
 
   Reference: arXiv:2203.03466, Table 3.
   """
@@ -212,7 +250,7 @@ def nnx_mup(make_model: Callable[..., Any], *, base_width: int, width: int, seed
   state = nnx.state(model, nnx.Param)
   kinds = infer_kinds(nnx.state(base, nnx.Param), state)
   nnx.update(model, mup_init(state, kinds, readout_zero_init=readout_zero_init))
-  return MupSetup(model, None, mup_transform(kinds, optimizer), kinds)
+  return MupSetup(model, None, _transform(kinds, optimizer), kinds)
 
 
 def _check_widths(base_width: int, width: int) -> None:
