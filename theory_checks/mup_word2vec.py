@@ -55,37 +55,22 @@ LEARNING_RATE, BASE_WIDTH, BATCH, NEGATIVES = 1.0, 64, 64, 5
 
 @functools.partial(jax.jit, static_argnames=("vocab_size", "widths", "parametrization", "num_steps"))
 def _sweep(prob: w2v.Problem, data_key, init_keys, *, vocab_size, widths, parametrization, num_steps):
-  V, seeds, dtype = vocab_size, init_keys.shape[0], prob.cum_weights.dtype
-  cols = max(max(widths), 2 * V)
-  # The limit (P, Q) and every width x init seed padded to `cols` columns with their scalings traced:
-  # one program, mapped in groups of `seeds`.
-  lim0 = w2v.limit_init(V, dtype)
-  pad = ((0, 0), (0, cols - 2 * V))
-  starts = [jax.tree.map(lambda a: jnp.pad(a, pad)[None], lim0)]
-  scals = [w2v.limit_scalings(BASE_WIDTH)]
-  for n in widths:
-    sc = w2v.scalings(parametrization, n, BASE_WIDTH)
-    starts.append(jax.vmap(lambda k, sc=sc, n=n: w2v.padded_init(k, V, n, cols, sc, dtype))(init_keys))
-    scals += [sc] * seeds
-  start = jax.tree.map(lambda *a: jnp.concatenate(a), *starts)
-  scal = w2v.Scalings(*(jnp.asarray(v, dtype) for v in zip(*scals)))
-  run = lambda ps: w2v.train_from(ps[0], data_key, prob, ps[1], learning_rate=LEARNING_RATE,
-                                  num_steps=num_steps, batch_size=BATCH, negatives=NEGATIVES)
-  params, losses = jax.lax.map(run, (start, scal), batch_size=seeds)
+  sw = w2v.sweep_widths(prob, data_key, init_keys, parametrization=parametrization, widths=widths,
+                        vocab_size=vocab_size, learning_rate=LEARNING_RATE, num_steps=num_steps,
+                        base_width=BASE_WIDTH, batch_size=BATCH, negatives=NEGATIVES)
   ntk_loss = jax.vmap(lambda k: w2v.ntk_limit(
       k, data_key, prob, learning_rate=LEARNING_RATE, num_steps=num_steps, batch_size=BATCH,
       negatives=NEGATIVES, base_width=BASE_WIDTH))(init_keys)
-  lim = jax.tree.map(lambda a: a[0], params)
-  f_inf = w2v.logits(lim, prob.test_centres, prob.test_targets, w2v.limit_scalings(BASE_WIDTH).scale)
-  k_inf = w2v.embedding_kernel(lim)
+  f_inf = w2v.logits(sw.limit, prob.test_centres, prob.test_targets,
+                     w2v.limit_scalings(BASE_WIDTH).scale)
+  k_inf = w2v.embedding_kernel(sw.limit)
   rms_f, rms_k = [], []
-  for i, n in enumerate(widths):
-    p = jax.tree.map(lambda a: a[1 + i * seeds:1 + (i + 1) * seeds], params)
+  for p, n in zip(sw.params, widths):
     f = jax.vmap(lambda q: w2v.logits(q, prob.test_centres, prob.test_targets))(p)
     kern = jax.vmap(lambda q, n=n: w2v.embedding_kernel(q, n))(p)
     rms_f.append(jnp.sqrt(jnp.mean(jnp.square(f - f_inf[None]))))
     rms_k.append(jnp.sqrt(jnp.mean(jnp.square(kern - k_inf[None]))))
-  return losses[0], losses[1:].reshape(len(widths), seeds), ntk_loss, jnp.stack(rms_f), jnp.stack(rms_k)
+  return sw.limit_loss, sw.loss, ntk_loss, jnp.stack(rms_f), jnp.stack(rms_k)
 
 
 @functools.lru_cache(maxsize=4)

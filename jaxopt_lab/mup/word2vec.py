@@ -453,6 +453,52 @@ def train(init_key: jax.Array, data_key: jax.Array, prob: Problem, *, parametriz
                     batch_size=batch_size, negatives=negatives)
 
 
+class WidthSweep(NamedTuple):
+  """Output of :func:`sweep_widths`: the limit's parameters and loss, and per width (padded) ones.
+
+  Attributes:
+    limit: the limit's (P, Q), padded with zero columns.
+    limit_loss: its held-out loss.
+    params: per width, the stacked (seeds, V, columns) parameters (zero columns past the width).
+    loss: ``(widths, seeds)`` held-out losses.
+  """
+
+  limit: Params
+  limit_loss: jax.Array
+  params: tuple[Params, ...]
+  loss: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("parametrization", "widths", "vocab_size", "base_width",
+                                             "num_steps", "batch_size", "negatives"))
+def sweep_widths(prob: Problem, data_key: jax.Array, init_keys: jax.Array, *, parametrization: str,
+                 widths: tuple[int, ...], vocab_size: int, learning_rate: float | ArrayLike,
+                 num_steps: int, base_width: int = 1, batch_size: int = 64,
+                 negatives: int = 5) -> WidthSweep:
+  """The exact muP limit and ``parametrization`` networks at every width x init key, all on the
+  batch sequence of ``data_key``, as one compiled program: every run padded to
+  ``max(max(widths), 2V)`` columns with its scalings traced (:func:`train_from`), mapped in groups of
+  ``len(init_keys)``."""
+  V, seeds, dtype = vocab_size, init_keys.shape[0], prob.cum_weights.dtype
+  cols = max(max(widths), 2 * V)
+  pad = ((0, 0), (0, cols - 2 * V))
+  starts = [jax.tree.map(lambda a: jnp.pad(a, pad)[None], limit_init(V, dtype))]
+  scals = [limit_scalings(base_width)]
+  for n in widths:
+    sc = scalings(parametrization, n, base_width)
+    starts.append(jax.vmap(lambda k, sc=sc, n=n: padded_init(k, V, n, cols, sc, dtype))(init_keys))
+    scals += [sc] * seeds
+  start = jax.tree.map(lambda *a: jnp.concatenate(a), *starts)
+  scal = Scalings(*(jnp.asarray(v, dtype) for v in zip(*scals)))
+  run = lambda ps: train_from(ps[0], data_key, prob, ps[1], learning_rate=learning_rate,
+                              num_steps=num_steps, batch_size=batch_size, negatives=negatives)
+  params, losses = jax.lax.map(run, (start, scal), batch_size=seeds)
+  per_width = tuple(jax.tree.map(lambda a, i=i: a[1 + i * seeds:1 + (i + 1) * seeds], params)
+                    for i in range(len(widths)))
+  return WidthSweep(jax.tree.map(lambda a: a[0], params), losses[0], per_width,
+                    losses[1:].reshape(len(widths), seeds))
+
+
 def _scal(parametrization: str, width: int, base_width: int) -> Scalings:
   if parametrization == "limit":
     return limit_scalings(base_width)
