@@ -469,8 +469,6 @@ class WidthSweep(NamedTuple):
   loss: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("parametrization", "widths", "vocab_size", "base_width",
-                                             "num_steps", "batch_size", "negatives"))
 def sweep_widths(prob: Problem, data_key: jax.Array, init_keys: jax.Array, *, parametrization: str,
                  widths: tuple[int, ...], vocab_size: int, learning_rate: float | ArrayLike,
                  num_steps: int, base_width: int = 1, batch_size: int = 64,
@@ -478,18 +476,32 @@ def sweep_widths(prob: Problem, data_key: jax.Array, init_keys: jax.Array, *, pa
   """The exact muP limit and ``parametrization`` networks at every width x init key, all on the
   batch sequence of ``data_key``, as one compiled program: every run padded to
   ``max(max(widths), 2V)`` columns with its scalings traced (:func:`train_from`), mapped in groups of
-  ``len(init_keys)``."""
+  ``len(init_keys)``. The scalings are arguments, so SP, NTP and muP share the compilation."""
+  widths = tuple(int(n) for n in widths)
+  if not widths or min(widths) < 1:
+    raise ValueError(f"widths must be a non-empty tuple of ints >= 1, got {widths!r}")
+  seeds = int(jnp.shape(init_keys)[0])
+  rows = [limit_scalings(base_width)] + [scalings(parametrization, n, base_width)
+                                         for n in widths for _ in range(seeds)]
+  scal = Scalings(*(np.asarray(v, np.float64) for v in zip(*rows)))
+  return _sweep_core(prob, data_key, init_keys, scal, widths=widths, vocab_size=vocab_size,
+                     learning_rate=learning_rate, num_steps=num_steps, batch_size=batch_size,
+                     negatives=negatives)
+
+
+@functools.partial(jax.jit, static_argnames=("widths", "vocab_size", "num_steps", "batch_size",
+                                             "negatives"))
+def _sweep_core(prob, data_key, init_keys, scal, *, widths, vocab_size, learning_rate, num_steps,
+                batch_size, negatives) -> WidthSweep:
   V, seeds, dtype = vocab_size, init_keys.shape[0], prob.cum_weights.dtype
+  scal = Scalings(*(jnp.asarray(v, dtype) for v in scal))
   cols = max(max(widths), 2 * V)
   pad = ((0, 0), (0, cols - 2 * V))
   starts = [jax.tree.map(lambda a: jnp.pad(a, pad)[None], limit_init(V, dtype))]
-  scals = [limit_scalings(base_width)]
-  for n in widths:
-    sc = scalings(parametrization, n, base_width)
-    starts.append(jax.vmap(lambda k, sc=sc, n=n: padded_init(k, V, n, cols, sc, dtype))(init_keys))
-    scals += [sc] * seeds
+  for i, n in enumerate(widths):
+    sc = jax.tree.map(lambda a, i=i: a[1 + i * seeds:1 + (i + 1) * seeds], scal)
+    starts.append(jax.vmap(lambda k, s, n=n: padded_init(k, V, n, cols, s, dtype))(init_keys, sc))
   start = jax.tree.map(lambda *a: jnp.concatenate(a), *starts)
-  scal = Scalings(*(jnp.asarray(v, dtype) for v in zip(*scals)))
   run = lambda ps: train_from(ps[0], data_key, prob, ps[1], learning_rate=learning_rate,
                               num_steps=num_steps, batch_size=batch_size, negatives=negatives)
   params, losses = jax.lax.map(run, (start, scal), batch_size=seeds)
