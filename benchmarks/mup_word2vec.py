@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 
 import jax
-import jax.numpy as jnp
 
 from benchmarks.harness import Bench, xla_cost
 from jaxopt_lab.mup import word2vec as w2v

@@ -40,7 +40,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxopt_lab.mup.parametrization import preset
-from jaxopt_lab.mup.word2vec import PARAMETRIZATIONS, Params, Scalings, limit_scalings
+from jaxopt_lab.mup.word2vec import PARAMETRIZATIONS, Params, Scalings
 
 
 class Episodes(NamedTuple):

@@ -47,8 +47,9 @@ analogies and WordSim correlations are functions of :math:`K` alone (:func:`embe
 :math:`K = I` for all time, every cosine similarity between distinct words is 0, analogy accuracy is 0
 and the WordSim rank correlation is undefined (reported as 0): no feature learning. The logits still
 train, as kernel regression with the diagonal NTK
-:math:`\Theta((w, c), (w', c')) = \delta_{ww'}\delta_{cc'}(\eta_U + \eta_C)`: a lookup table of the
-pair logits (:func:`ntk_limit_logits`).
+:math:`\Theta((w, c), (w', c')) = \delta_{ww'}\delta_{cc'}\,\eta(1 + n_b)` from iid :math:`N(0, 1)`
+NNGP logits: a lookup table of the pair logits (:func:`ntk_limit`). The task metric left to it is the
+held-out negative-sampling loss, which is what the checks and the tables compare.
 
 Data ship inside gensim's wheel (``gensim/test/test_data``): the Lee corpus (``lee_background.cor``,
 300 news documents, ~60k tokens), the Google analogy questions and WordSim353
