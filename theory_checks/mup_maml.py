@@ -44,30 +44,17 @@ BASE_WIDTH = 16
 
 @functools.partial(jax.jit, static_argnames=("widths", "num_steps"))
 def _sweep(episodes, tests, data_key, init_keys, *, widths, num_steps):
-  d, ways, seeds, dtype = episodes.x.shape[2], KW["ways"], init_keys.shape[0], episodes.x.dtype
-  cols = max(max(widths), d + ways)
-  starts = [jax.tree.map(lambda a: a[None], maml.limit_init(d, ways, cols, dtype))]
-  scals = [w2v.limit_scalings(BASE_WIDTH)]
-  for n in widths:
-    sc = maml.scalings("mup", n, BASE_WIDTH, d)
-    starts.append(jax.vmap(lambda k, sc=sc, n=n: maml.init(k, d, ways, n, sc, cols, dtype))(init_keys))
-    scals += [sc] * seeds
-  start = jax.tree.map(lambda *a: jnp.concatenate(a), *starts)
-  scal = w2v.Scalings(*(jnp.asarray(v, dtype) for v in zip(*scals)))
-
-  def run(ps):
-    p = maml.meta_train(ps[0], data_key, episodes, ps[1], num_steps=num_steps, **KW)
-    return maml.evaluate(p, tests, ps[1], KW["inner_lr"])
-
-  acc, f = jax.lax.map(run, (start, scal), batch_size=seeds)
-  untrained = maml.evaluate(jax.tree.map(lambda a: a[0], start), tests,
-                            jax.tree.map(lambda a: a[0], scal), KW["inner_lr"])[0]
+  sw = maml.sweep_widths(episodes, tests, data_key, init_keys, parametrization="mup", widths=widths,
+                         base_width=BASE_WIDTH, num_steps=num_steps, **KW)
+  d, ways = episodes.x.shape[2], KW["ways"]
+  untrained = maml.evaluate(maml.limit_init(d, ways, dtype=episodes.x.dtype), tests,
+                            w2v.limit_scalings(BASE_WIDTH), KW["inner_lr"])[0]
   ntk = lambda k, c: maml.ntk_limit(k, data_key, episodes, tests, num_steps=num_steps,
                                     base_width=BASE_WIDTH, centered=c, **KW)
   ntk_acc = jax.vmap(lambda k: ntk(k, False))(init_keys)
-  fw = f[1:].reshape(len(widths), seeds, *f.shape[1:])
-  rms = jnp.sqrt(jnp.mean(jnp.square(fw - f[0][None, None]), axis=tuple(range(1, fw.ndim))))
-  return dict(limit=acc[0], acc=acc[1:].reshape(len(widths), seeds), rms=rms, ntk=ntk_acc,
+  fw = sw.logits
+  rms = jnp.sqrt(jnp.mean(jnp.square(fw - sw.limit_logits[None, None]), axis=tuple(range(1, fw.ndim))))
+  return dict(limit=sw.limit_accuracy, acc=sw.accuracy, rms=rms, ntk=ntk_acc,
               ntk_centered=ntk(init_keys[0], True), limit_untrained=untrained)
 
 

@@ -166,6 +166,7 @@ def test_episodes(key: jax.Array, episodes: Episodes, num: int, *, ways: int = 5
                                            shots=shots, queries=queries))(jax.random.split(key, num))
 
 
+@jax.jit
 def evaluate(params: Params, tests, scal: Scalings, inner_lr) -> tuple[jax.Array, jax.Array]:
   """Mean query accuracy after one inner step over the stacked test episodes, and the query logits
   (num, ways*queries, ways)."""
@@ -173,6 +174,8 @@ def evaluate(params: Params, tests, scal: Scalings, inner_lr) -> tuple[jax.Array
   return jnp.mean(jnp.argmax(f, -1) == tests[3]), f
 
 
+@functools.partial(jax.jit, static_argnames=("num_steps", "base_width", "meta_batch", "ways", "shots",
+                                             "queries", "centered"))
 def ntk_limit(init_key: jax.Array, data_key: jax.Array, episodes: Episodes, tests, *, inner_lr,
               learning_rate, num_steps: int, base_width: int, meta_batch: int = 4, ways: int = 5,
               shots: int = 1, queries: int = 5, centered: bool = False) -> jax.Array:
@@ -189,3 +192,63 @@ def ntk_limit(init_key: jax.Array, data_key: jax.Array, episodes: Episodes, test
                       learning_rate=learning_rate, num_steps=num_steps, meta_batch=meta_batch,
                       ways=ways, shots=shots, queries=queries)
   return evaluate(params, tests, scal, inner_lr)[0]
+
+
+class WidthSweep(NamedTuple):
+  """Output of :func:`sweep_widths`.
+
+  Attributes:
+    limit_accuracy: test accuracy of the meta-trained muP limit.
+    limit_logits: its adapted query logits (tests, ways*queries, ways).
+    accuracy: ``(widths, seeds)`` test accuracies.
+    logits: ``(widths, seeds, tests, ways*queries, ways)`` adapted query logits.
+  """
+
+  limit_accuracy: jax.Array
+  limit_logits: jax.Array
+  accuracy: jax.Array
+  logits: jax.Array
+
+
+def sweep_widths(episodes: Episodes, tests, data_key: jax.Array, init_keys: jax.Array, *,
+                 parametrization: str, widths: tuple[int, ...], base_width: int, num_steps: int,
+                 inner_lr: float, learning_rate: float, meta_batch: int = 4, ways: int = 5,
+                 shots: int = 1, queries: int = 5) -> WidthSweep:
+  """The meta-trained muP limit and ``parametrization`` networks at every width x init key on the
+  episode sequence of ``data_key``, as one compiled program (runs padded to one width, scalings
+  passed as arrays, so SP, NTP and muP share the compilation)."""
+  from jaxopt_lab.mup.word2vec import limit_scalings  # pylint: disable=g-import-not-at-top
+  widths = tuple(int(n) for n in widths)
+  if not widths or min(widths) < 1:
+    raise ValueError(f"widths must be a non-empty tuple of ints >= 1, got {widths!r}")
+  d, seeds = int(episodes.x.shape[2]), int(jnp.shape(init_keys)[0])
+  rows = [limit_scalings(base_width)] + [scalings(parametrization, n, base_width, d)
+                                         for n in widths for _ in range(seeds)]
+  scal = Scalings(*(np.asarray(v, np.float64) for v in zip(*rows)))
+  return _sweep_core(episodes, tests, data_key, init_keys, scal, widths=widths, num_steps=num_steps,
+                     inner_lr=inner_lr, learning_rate=learning_rate, meta_batch=meta_batch,
+                     ways=ways, shots=shots, queries=queries)
+
+
+@functools.partial(jax.jit, static_argnames=("widths", "num_steps", "meta_batch", "ways", "shots",
+                                             "queries"))
+def _sweep_core(episodes, tests, data_key, init_keys, scal, *, widths, num_steps, inner_lr,
+                learning_rate, meta_batch, ways, shots, queries) -> WidthSweep:
+  d, seeds, dtype = episodes.x.shape[2], init_keys.shape[0], episodes.x.dtype
+  scal = Scalings(*(jnp.asarray(v, dtype) for v in scal))
+  cols = max(max(widths), d + ways)
+  starts = [jax.tree.map(lambda a: a[None], limit_init(d, ways, cols, dtype))]
+  for i, n in enumerate(widths):
+    sc = jax.tree.map(lambda a, i=i: a[1 + i * seeds:1 + (i + 1) * seeds], scal)
+    starts.append(jax.vmap(lambda k, s, n=n: init(k, d, ways, n, s, cols, dtype))(init_keys, sc))
+  start = jax.tree.map(lambda *a: jnp.concatenate(a), *starts)
+
+  def run(ps):
+    p = meta_train(ps[0], data_key, episodes, ps[1], inner_lr=inner_lr, learning_rate=learning_rate,
+                   num_steps=num_steps, meta_batch=meta_batch, ways=ways, shots=shots,
+                   queries=queries)
+    return evaluate(p, tests, ps[1], inner_lr)
+
+  acc, f = jax.lax.map(run, (start, scal), batch_size=seeds)
+  return WidthSweep(acc[0], f[0], acc[1:].reshape(len(widths), seeds),
+                    f[1:].reshape(len(widths), seeds, *f.shape[1:]))

@@ -564,6 +564,7 @@ def wordsim_spearman(kernel: Float[ArrayLike, "V V"], pairs: Int[ArrayLike, "S 2
   return float(scipy.stats.spearmanr(cos, np.asarray(scores)).statistic)
 
 
+@functools.partial(jax.jit, static_argnames=("num_steps", "batch_size", "negatives", "base_width"))
 def ntk_limit(init_key: jax.Array, data_key: jax.Array, prob: Problem, *, learning_rate: float | ArrayLike, num_steps: int,
               batch_size: int = 64, negatives: int = 5, base_width: int = 1) -> jax.Array:
   r"""Held-out negative-sampling loss of the NTK limit (NTP at infinite width; same batches as
