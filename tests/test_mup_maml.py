@@ -66,6 +66,20 @@ class MamlTest(absltest.TestCase):
     np.testing.assert_allclose(p1.u, p.u - KW["learning_rate"] * sc.embedding_lr * g.u, atol=1e-12)
     np.testing.assert_allclose(p1.c, p.c - KW["learning_rate"] * sc.readout_lr * g.c, atol=1e-12)
 
+  def test_sweep_widths_equals_separate_runs(self):
+    keys, dk = jax.random.split(jax.random.key(7), 2), jax.random.key(8)
+    kw = {k: v for k, v in KW.items() if k != "num_steps"}
+    sw = maml.sweep_widths(self.ep, self.tests, dk, keys, parametrization="sp", widths=(8, 32),
+                           base_width=8, num_steps=3, **kw)
+    for i, n in enumerate((8, 32)):
+      sc = _traced(maml.scalings("sp", n, 8, 64))
+      for s in range(2):
+        p = maml.meta_train(maml.init(keys[s], 64, 5, n, sc, dtype=jnp.float64), dk, self.ep, sc,
+                            num_steps=3, **kw)
+        acc, f = maml.evaluate(p, self.tests, sc, KW["inner_lr"])
+        np.testing.assert_allclose(sw.logits[i, s], f, atol=1e-10)
+        self.assertEqual(float(sw.accuracy[i, s]), float(acc))
+
   def test_ntk_limit_runs_and_centered_has_no_init_noise(self):
     a = [float(maml.ntk_limit(jax.random.key(s), jax.random.key(6), self.ep, self.tests, base_width=16,
                               centered=True, **KW)) for s in range(2)]

@@ -95,6 +95,22 @@ class StepTest(absltest.TestCase):
     np.testing.assert_allclose(padded[1], plain[1], atol=1e-12)
 
 
+class SweepTest(absltest.TestCase):
+
+  def test_sweep_widths_equals_separate_runs(self):
+    prob, dk = _problem(), jax.random.key(8)
+    keys = jax.random.split(jax.random.key(9), 2)
+    kw = dict(vocab_size=V, learning_rate=0.5, num_steps=5, base_width=8, batch_size=8, negatives=3)
+    sw = w2v.sweep_widths(prob, dk, keys, parametrization="ntp", widths=(8, 16), **kw)
+    _, lim = w2v.train(None, dk, prob, parametrization="limit", width=1, **kw)
+    np.testing.assert_allclose(sw.limit_loss, lim, rtol=1e-12)
+    for i, n in enumerate((8, 16)):
+      for s in range(2):
+        p, loss = w2v.train(keys[s], dk, prob, parametrization="ntp", width=n, **kw)
+        np.testing.assert_allclose(sw.loss[i, s], loss, rtol=1e-12)
+        np.testing.assert_allclose(sw.params[i].u[s, :, :n], p.u, atol=1e-12)
+
+
 class LimitTest(absltest.TestCase):
 
   def test_finite_net_with_orthogonal_particles_is_the_limit(self):
