@@ -9,8 +9,8 @@ import jax.numpy as jnp
 from absl.testing import absltest, parameterized
 
 from benchmarks import harness
-from benchmarks import (matrix_sensing_sweep, mup_coord_check, mup_limits, neural_collapse_flows,
-                        ntk_kernels, stability_curvature, stability_pyhessian)
+from benchmarks import (matrix_sensing_sweep, mup_coord_check, mup_limits, mup_word2vec,
+                        neural_collapse_flows, ntk_kernels, stability_curvature, stability_pyhessian)
 
 ONE_REPEAT = ["--preset", "tiny", "--repeats", "1"]
 
@@ -23,6 +23,7 @@ class BenchmarkSmokeTest(parameterized.TestCase):
                                   ("stability_pyhessian", stability_pyhessian, ONE_REPEAT),
                                   ("ntk_kernels", ntk_kernels, ONE_REPEAT),
                                   ("mup_limits", mup_limits, ONE_REPEAT),
+                                  ("mup_word2vec", mup_word2vec, ONE_REPEAT),
                                   ("mup_coord_check", mup_coord_check,
                                    ["--preset", "tiny", "--skip-mup"]),
                                   ("stability_curvature", stability_curvature, ["--preset", "tiny"]))
