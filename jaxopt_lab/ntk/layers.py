@@ -92,9 +92,9 @@ PADDINGS = ("SAME", "VALID", "CIRCULAR")
 PARAMETRIZATIONS = ("ntk", "standard")
 #: Arrays of the largest per-pair size alive at once in a kernel evaluation with closed-form
 #: activations (NNGP, NTK, the next layer's two, and the activation's temporaries).
-LIVE_ARRAYS = 8
+LIVE_ARRAYS = 12
 #: The same with a quadrature activation (its inner sums carry chunks of up to 8 nodes).
-LIVE_ARRAYS_QUADRATURE = 32
+LIVE_ARRAYS_QUADRATURE = 40
 #: Default ``max_bytes`` of :meth:`Layer.kernels`.
 DEFAULT_MAX_BYTES = 8 << 30
 
@@ -144,8 +144,16 @@ class _Cov(NamedTuple):
                 None if self.cov2 is None else fn(self.cov2, 1))
 
 
+def _label(layer: Layer) -> str:
+  """The layer's name in error messages: its type, and an elementwise layer's function."""
+  fn = getattr(layer, "fn", None)
+  if fn is None or type(layer) is not Elementwise:
+    return type(layer).__name__
+  return f"Elementwise {fn!r}" if isinstance(fn, str) else f"Elementwise {getattr(fn, '__name__', fn)}"
+
+
 def _err(where: str, layer: Layer, msg: str) -> ValueError:
-  return ValueError(f"layer {where} ({type(layer).__name__}): {msg}")
+  return ValueError(f"layer {where} ({_label(layer)}): {msg}")
 
 
 def _as_list(meta, where: str, layer: Layer) -> None:
@@ -270,6 +278,15 @@ class Layer:
   def _quadrature_layers(self) -> list[Elementwise]:
     return []
 
+  def _padded_spatial(self, meta) -> Shape | None:
+    """The padded input's spatial shape (window layers), for the memory estimate."""
+    window = getattr(self, "filter_shape", None) or getattr(self, "window_shape", None)
+    if window is None or isinstance(meta, list) or len(meta.spatial) != len(window):
+      return None
+    strides = self._strides()
+    return tuple(s + sum(_pads(s, w, t, self.padding)[:2])
+                 for s, w, t in zip(meta.spatial, window, strides))
+
   def _with_order(self, order: int) -> Layer:
     """The same layer with every automatic quadrature order set to ``order``."""
     del order
@@ -279,7 +296,8 @@ class Layer:
   def output_shape(self, input_shape: Sequence[int]) -> Shape:
     """The output's shape ``(N, ...)`` for inputs of shape ``input_shape`` ``(N, ...)`` (N may be
     -1)."""
-    meta = self._meta(_input_meta(input_shape), "0" if not isinstance(self, Serial) else "")
+    self._validate_tree(self._where0())
+    meta = self._meta(_input_meta(input_shape), self._where0())
     _as_list(meta, "(output)", self)
     return (int(input_shape[0]),) + meta.shape()
 
@@ -296,6 +314,7 @@ class Layer:
     _check_key(key)
     dtype = dtype or jnp.result_type(float)
     meta, where = _input_meta(input_shape), self._where0()
+    self._validate_tree(where)
     sizes = []
 
     def count(shape):
@@ -316,6 +335,7 @@ class Layer:
   def apply(self, params: Any, x: Float[ArrayLike, "n ..."]) -> jax.Array:
     """The finite network's outputs on inputs ``x`` (rows first, channels last)."""
     x = jnp.asarray(x)
+    self._validate_tree(self._where0())
     self._meta(_input_meta(x.shape), self._where0())  # shape errors before compute
     return self._apply(params, x)
 
@@ -422,14 +442,18 @@ class Layer:
   def _walk_sizes(self, meta, where, out_full, force, out):
     full_in = self._need(out_full, force)
     m = self._meta(meta, where)
+    padded = self._padded_spatial(meta)
+    if padded is not None:  # the padded copy of the input's covariances
+      p = math.prod(padded)
+      out.append((where, _label(self), p * p if full_in else p))
     for mm in (m if isinstance(m, list) else [m]):
       p = math.prod(mm.spatial)
       full = full_in and not mm.flat and bool(mm.spatial)  # before dropping the off-diagonal
-      out.append((where, type(self).__name__, p * p if full else p))
+      out.append((where, _label(self), p * p if full else p))
     return m
 
   def _largest(self, input_shape, full_spatial):
-    sizes = self._pair_sizes(input_shape, full_spatial)
+    sizes = self._pair_sizes(input_shape, full_spatial)[1:]  # the first layer reads the input
     w, t, _ = max(sizes, key=lambda s: s[2])
     return w, t
 
@@ -463,6 +487,10 @@ def _check_pair(x1, x2):
   if x2.dtype != x1.dtype:
     raise ValueError(f"x2: dtype {x2.dtype} does not match x1's {x1.dtype}")
   return x1, x2, False
+
+
+def _bias(params, h):
+  return params["b"].reshape((1,) * (h.ndim - 1) + (-1,))
 
 
 def _linear_params(draw, shape, fan_in, layer):
@@ -517,8 +545,8 @@ class Dense(Layer):
   def _apply(self, params, x):
     h = jnp.matmul(x, params["w"], precision=HIGHEST)
     if self.parametrization == "ntk":
-      return (self.sigma_w / math.sqrt(x.shape[-1])) * h + self.sigma_b * params["b"]
-    return h + params["b"]
+      return (self.sigma_w / math.sqrt(x.shape[-1])) * h + self.sigma_b * _bias(params, h)
+    return h + _bias(params, h)
 
   def _kernel(self, cov, meta, same, out_full, where, force):
     out = self._meta(meta, where)
@@ -622,8 +650,9 @@ class Conv(Layer):
     h = jax.lax.conv_general_dilated(x, params["w"], self._strides(), pads,  # "SAME"/"VALID"
                                      dimension_numbers=(lhs, rhs, lhs), precision=HIGHEST)
     if self.parametrization == "ntk":
-      return (self.sigma_w / math.sqrt(self._fan_in(x.shape[-1]))) * h + self.sigma_b * params["b"]
-    return h + params["b"]
+      scale = self.sigma_w / math.sqrt(self._fan_in(x.shape[-1]))
+      return scale * h + self.sigma_b * _bias(params, h)
+    return h + _bias(params, h)
 
   def _kernel(self, cov, meta, same, out_full, where, force):
     out = self._meta(meta, where)
@@ -1154,9 +1183,7 @@ def serial(*layers: Layer) -> Serial:
     >>> net.kernels(jnp.ones((4, 3))).nngp.shape
     (4, 4)
   """
-  net = Serial(tuple(layers))
-  net._validate_tree("")
-  return net
+  return Serial(tuple(layers))
 
 
 def parallel(*layers: Layer) -> Parallel:
@@ -1165,9 +1192,7 @@ def parallel(*layers: Layer) -> Parallel:
   Example:
     >>> block = serial(FanOut(2), parallel(Identity(), serial(Relu(), Dense(64))), FanInSum())
   """
-  net = Parallel(tuple(layers))
-  net._validate_tree("")
-  return net
+  return Parallel(tuple(layers))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1264,7 +1289,7 @@ def _resolve_orders(net: Layer, x1, x2, rtol: float | None, force: bool) -> Laye
     if err <= rtol:
       return net._with_order(n)
     prev = nxt
-  raise ValueError(f"layer ({type(quad[0]).__name__} {quad[0].fn!r}): quadrature reaches only "
+  raise ValueError(f"layer ({_label(quad[0])}): quadrature reaches only "
                    f"{err:.1e} relative accuracy at order {orders[-1]} on these inputs "
                    f"(quadrature_rtol={rtol:.0e}); use a closed-form activation "
                    f"{analytic.CLOSED_FORM}, smaller inputs or scales, or a larger quadrature_rtol")
