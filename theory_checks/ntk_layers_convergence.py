@@ -16,7 +16,7 @@ architecture family below, at initialization
   fails even though its rate looks right.
 
 Families (float64): ``conv`` (2-D, SAME and VALID padding, a stride, no pooling, Flatten),
-``pool`` (AvgPool with SAME padding, CIRCULAR conv, GlobalAvgPool), ``residual`` (1-D CIRCULAR
+``pool`` (AvgPool, CIRCULAR conv, GlobalAvgPool; 3x3 images), ``residual`` (1-D CIRCULAR
 convolutions, FanOut / parallel(Identity, block) / FanInSum), ``layernorm`` (LayerNorm over channels
 and over the flattened features, erf). Every draw comes from the seed offset (inputs, and each
 width's initializations).
@@ -35,7 +35,7 @@ from jaxopt_lab.ntk import layers as L
 from theory_checks.registry import Measurement, check_key, check_seed, register
 
 SIZES = {
-    "quick": dict(widths=(16, 32, 64, 128), seeds=64, points=5, batch=16),
+    "quick": dict(widths=(16, 32, 64, 128), seeds=128, points=5, batch=32),
     "full": dict(widths=(64, 128, 256, 512, 1024), seeds=32, points=8, batch=8),
 }
 
@@ -48,7 +48,7 @@ def _conv(w: int):
 
 def _pool(w: int):
   return L.serial(L.Conv(w, (3, 3), padding="SAME", sigma_b=0.5), L.Relu(),
-                  L.AvgPool((2, 2), strides=(1, 1), padding="SAME"),
+                  L.AvgPool((2, 2), strides=(1, 1), padding="VALID"),
                   L.Conv(w, (2, 2), padding="CIRCULAR", sigma_w=1.4), L.Relu(),
                   L.GlobalAvgPool(), L.Dense(w, sigma_b=0.3))
 
@@ -69,7 +69,7 @@ def _layernorm(w: int):
 #: family -> (network of a width, input shape past the batch axis)
 FAMILIES = {
     "conv": (_conv, (4, 4, 2)),
-    "pool": (_pool, (4, 4, 2)),
+    "pool": (_pool, (3, 3, 2)),
     "residual": (_residual, (6, 2)),
     "layernorm": (_layernorm, (4, 4, 2)),
 }

@@ -1,9 +1,9 @@
-"""CNN-GP without pooling equals the NNGP of the locally connected network; global pooling changes it.
+"""CNN-GP without pooling equals the NNGP of the locally connected net; global pooling changes it.
 
 Novak et al. 2019, "Bayesian Deep Convolutional Networks with Many Channels are Gaussian Processes"
-(arXiv:1810.05148), Section 3.1 and Figure 1: without pooling, a CNN's infinite-channel NNGP uses only
-the covariances of each position with itself, so it equals the NNGP of a locally connected network
-(LCN: the same windows, untied weights per position, whose covariances across positions vanish);
+(arXiv:1810.05148), Section 3.1 and Figure 1: without pooling, a CNN's infinite-channel NNGP uses
+only the covariances of each position with itself, so it equals the NNGP of a locally connected
+network (LCN: the same windows, untied weights per position, whose covariances across positions vanish);
 global average pooling reads the covariances across positions and gives another kernel.
 
 Measured (float64) on random 4x4x2 images, a 2-layer ReLU conv net (SAME then VALID with stride):
@@ -49,7 +49,7 @@ def cnn(width: int, head: L.Layer) -> L.Serial:
 
 
 def _lcn_init(key, width: int, channels: int):
-  """Per layer: weights (positions, window * fan-in, width) and biases (positions, width), N(0, 1)."""
+  """Per layer: weights (positions, window * fan-in, width), biases (positions, width); N(0, 1)."""
   shapes, spatial, c = [], SHAPE[:2], channels
   for f, s, p in WINDOWS:
     spatial = tuple(len(range(0, n - (k if p == "VALID" else 1) + 1, t))

@@ -30,11 +30,12 @@ The kernels are per output unit: a network with :math:`n_L` outputs has
 
 Expectations: closed forms for ``relu`` (arc-cosine kernel in the atan2 form), ``erf``,
 ``identity``, ``leaky_relu`` and ``abs`` (:func:`_piecewise_linear`), ``sin`` and ``cos``
-(:func:`_sinusoid`); any other elementwise activation (a name of :data:`ACTIVATIONS` or a callable) by a
-Gauss-Legendre rule on the conditional decomposition of the bivariate normal, in the variable
-:math:`\tau = \operatorname{asinh}(u)` (nodes dense at the activation's unit scale around 0 and
-spread geometrically to the Gaussian's tails, so the accuracy does not degrade as the pre-activation
-variance q grows, as Gauss-Hermite's does: erf by 6e-2 at q = 10 and 0.86 at q = 100 at order 64).
+(:func:`_sinusoid`); any other elementwise activation (a name of :data:`ACTIVATIONS` or a
+callable) by a Gauss-Legendre rule on the conditional decomposition of the bivariate normal, in
+the variable :math:`\tau = \operatorname{asinh}(u)` (nodes dense at the activation's unit scale
+around 0 and spread geometrically to the Gaussian's tails, so the accuracy does not degrade as the
+pre-activation variance q grows, as Gauss-Hermite's does: erf by 6e-2 at q = 10 and 0.86 at q = 100
+at order 64).
 By default the order is chosen from an error estimate (orders n and 2n on a probe of the inputs,
 :func:`_resolve_order`) to reach ``quadrature_rtol`` (1e-6 of the kernel scale in float64, 1e-5 in
 float32), and a clear error names the accuracy reached when no order up to 256 does. Measured

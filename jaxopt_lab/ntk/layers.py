@@ -1,4 +1,5 @@
-r"""A layer algebra: one description of a network gives its finite twin and its infinite-width kernels.
+r"""A layer algebra: one description of a network gives its finite twin and its infinite-width
+kernels.
 
 .. code-block:: python
 
@@ -20,8 +21,8 @@ an independent Gaussian process over (input, position); the layers map its covar
 :math:`K(x, x')_{s s'}` and the NTK :math:`\Theta(x, x')_{s s'}` (per channel) as
 
 - ``Dense`` (per position) / ``Conv`` with filter :math:`k` and stride :math:`t`, with
-  :math:`\mathcal A[K]_{o o'} = \tfrac{1}{|k|}\sum_{d \in k} K_{t o + d,\, t o' + d}` (the identity for
-  ``Dense``; padded positions of SAME are zero, of CIRCULAR wrapped):
+  :math:`\mathcal A[K]_{o o'} = \tfrac{1}{|k|}\sum_{d \in k} K_{t o + d,\, t o' + d}`
+  (the identity for ``Dense``; padded positions of SAME are zero, of CIRCULAR wrapped):
   :math:`K \mapsto \sigma_w^2 \mathcal A[K] + \sigma_b^2`,
   :math:`\Theta \mapsto K_{\rm new} + \sigma_w^2 \mathcal A[\Theta]` (NTK parametrization) or
   :math:`n\, \mathcal A[K] + 1 + \sigma_w^2 \mathcal A[\Theta]` (standard);
@@ -139,7 +140,7 @@ class _Cov(NamedTuple):
   cov2: jax.Array | None
 
   def map(self, fn: Callable[[jax.Array, int], jax.Array]) -> _Cov:
-    """``fn(array, batch_ndim)`` applied to every array (2 for the cross kernels, 1 for the self)."""
+    """``fn(array, batch_ndim)`` on every array (batch_ndim 2: cross kernels, 1: self)."""
     return _Cov(fn(self.nngp, 2), fn(self.ntk, 2), fn(self.cov1, 1),
                 None if self.cov2 is None else fn(self.cov2, 1))
 
@@ -149,7 +150,8 @@ def _label(layer: Layer) -> str:
   fn = getattr(layer, "fn", None)
   if fn is None or type(layer) is not Elementwise:
     return type(layer).__name__
-  return f"Elementwise {fn!r}" if isinstance(fn, str) else f"Elementwise {getattr(fn, '__name__', fn)}"
+  name = repr(fn) if isinstance(fn, str) else getattr(fn, "__name__", repr(fn))
+  return f"Elementwise {name}"
 
 
 def _err(where: str, layer: Layer, msg: str) -> ValueError:
@@ -175,8 +177,8 @@ def _positive_ints(value, name: str, where: str, layer: Layer, ndim: int | None 
 
 
 def _check_scale(value, name: str, where: str, layer: Layer) -> None:
-  if not isinstance(value, (int, float, np.floating, np.integer)) or isinstance(value, bool) or not (
-      math.isfinite(value) and value >= 0):
+  number = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+  if not number or not (math.isfinite(value) and value >= 0):
     raise _err(where, layer, f"{name}: expected a finite number >= 0, got {value!r}")
 
 
@@ -385,7 +387,7 @@ class Layer:
     if max_bytes is not None and (isinstance(max_bytes, bool) or max_bytes <= 0):
       raise ValueError(f"max_bytes: expected a positive number of bytes or None, got {max_bytes!r}")
     n1, n2 = x1.shape[0], x2.shape[0]
-    tracing = not all(analytic._is_concrete(t) for t in (x1, x2))  # pylint: disable=protected-access
+    tracing = not all(analytic._is_concrete(t) for t in (x1, x2))  # pylint: disable=W0212
     est = lambda b1, b2, res=True: self.kernel_bytes(b1, b2, x1.shape, dtype=x1.dtype,
                                                      full_spatial=full_spatial, result=res)
     result = 2 * n1 * n2 * x1.dtype.itemsize
@@ -404,8 +406,8 @@ class Layer:
       raise ValueError(
           f"layer {lw} ({lt}): kernels of {n1} x {n2} inputs need an estimated {total / 2**30:.3g} "
           f"GiB in tiles of {b1} x {b2} (the result alone {result / 2**30:.3g} GiB), over "
-          f"max_bytes={max_bytes / 2**30:.3g} GiB; this layer's per-pair covariance is the largest: "
-          "use fewer inputs, a smaller block_size, pooling earlier, or a larger max_bytes")
+          f"max_bytes={max_bytes / 2**30:.3g} GiB; this layer's per-pair covariance is the "
+          "largest: use fewer inputs, a smaller block_size, pooling earlier, or a larger max_bytes")
     if tracing:
       raise ValueError(f"block_size: tiles ({b1} x {b2}) are assembled on the host, which jit/vmap "
                        "cannot trace; pass block_size=None and a max_bytes the whole fits in")
@@ -500,7 +502,8 @@ def _linear_params(draw, shape, fan_in, layer):
   return {"w": w, "b": b}
 
 
-def _affine_kernel(layer, cov: _Cov, fan_in: int, avg: Callable[[jax.Array, int], jax.Array]) -> _Cov:
+def _affine_kernel(layer, cov: _Cov, fan_in: int,
+                   avg: Callable[[jax.Array, int], jax.Array]) -> _Cov:
   """Dense/Conv on covariances, with ``avg`` the layer's average over positions (A above)."""
   sw2, sb2 = layer.sigma_w**2, layer.sigma_b**2
   k = cov.map(avg)
@@ -955,8 +958,8 @@ class LeakyRelu(Elementwise):
     return functools.partial(jax.nn.leaky_relu, negative_slope=self.negative_slope)
 
   def _expectations(self, q11, q22, q12, on_diag):
-    return _closed_expectations(analytic._piecewise_linear(1.0, self.negative_slope),  # pylint: disable=protected-access
-                                q11, q22, q12, on_diag)
+    fn = analytic._piecewise_linear(1.0, self.negative_slope)  # pylint: disable=protected-access
+    return _closed_expectations(fn, q11, q22, q12, on_diag)
 
 
 def _closed_expectations(fn, q11, q22, q12, on_diag):
@@ -1039,7 +1042,8 @@ class Serial(Layer):
       raise ValueError(f"layer {where or '(network)'} (Serial): no layers")
     for i, layer in enumerate(self.layers):
       if not isinstance(layer, Layer):
-        raise ValueError(f"layer {self._sub(where, i)}: expected a Layer, got {type(layer).__name__}")
+        raise ValueError(f"layer {self._sub(where, i)}: expected a Layer, got "
+                         f"{type(layer).__name__}")
       layer._validate_tree(self._sub(where, i))
 
   def _meta(self, meta, where):
@@ -1098,7 +1102,8 @@ class Parallel(Serial):
       got = f"{len(meta)} branches" if isinstance(meta, list) else "a single input"
       raise ValueError(f"layer {where or '0'} (Parallel): expected {len(self.layers)} branches "
                        f"(from FanOut({len(self.layers)})), got {got}")
-    return [layer._meta(m, self._sub(where, i)) for i, (layer, m) in enumerate(zip(self.layers, meta))]
+    return [layer._meta(m, self._sub(where, i))
+            for i, (layer, m) in enumerate(zip(self.layers, meta))]
 
   def _need(self, out_full, force):
     return any(layer._need(out_full, force) for layer in self.layers)
@@ -1161,8 +1166,8 @@ class FanInSum(Layer):
                  f"{[('N',) + m.shape() for m in meta]}")
     stale = [i for i, m in enumerate(meta) if not m.fresh]
     if len(stale) > 1:
-      raise _err(where, self, f"branches {stale} carry correlated features (no Dense/Conv since the "
-                 "FanOut): the kernel of their sum is not the sum of their kernels")
+      raise _err(where, self, f"branches {stale} carry correlated features (no Dense/Conv since "
+                 "the FanOut): the kernel of their sum is not the sum of their kernels")
     return meta[0]._replace(full=all(m.full for m in meta), gaussian=all(m.gaussian for m in meta),
                             centred=all(m.centred for m in meta), fresh=not stale)
 
@@ -1276,9 +1281,10 @@ def _resolve_orders(net: Layer, x1, x2, rtol: float | None, force: bool) -> Laye
     return net
   if not all(analytic._is_concrete(t) for t in (x1, x2)):  # pylint: disable=protected-access
     return net._with_order(analytic.TRACED_QUADRATURE_ORDER)
-  rows = lambda x: np.asarray(x)[analytic._probe_rows(np.asarray(x).reshape(x.shape[0], -1))]  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  rows = lambda x: np.asarray(x)[analytic._probe_rows(np.asarray(x).reshape(x.shape[0], -1))]
   probe = jnp.asarray(np.concatenate([rows(x1), rows(x2)]))
-  rtol = analytic._default_rtol(probe.dtype) if rtol is None else float(rtol)  # pylint: disable=protected-access
+  rtol = analytic._default_rtol(probe.dtype) if rtol is None else float(rtol)
   orders = analytic.QUADRATURE_ORDERS
   kernels = lambda n: _kernels_jit(net._with_order(n), probe, probe, same=True, force=force)
   prev, err = kernels(orders[0]), math.inf
