@@ -233,7 +233,34 @@ def _pool_net(width=8):
                   L.Dense(1, sigma_b=0.1))
 
 
+class CombinatorTest(absltest.TestCase):
+
+  def test_residual_sum_is_the_sum_of_the_branch_kernels(self):
+    x = jax.random.normal(jax.random.key(13), (4, 5, 2), jnp.float64)
+    stem = L.Conv(8, (3,), padding="CIRCULAR", sigma_b=0.3)
+    branch = L.serial(L.Relu(), L.Conv(8, (3,), sigma_w=1.2, sigma_b=0.4))
+    head = [L.Flatten(), L.Dense(1)]
+    res = L.serial(stem, L.FanOut(2), L.parallel(L.Identity(), branch), L.FanInSum(), *head)
+    skip = L.serial(stem, *head)
+    deep = L.serial(stem, branch, *head)
+    k, a, b = res.kernels(x), skip.kernels(x), deep.kernels(x)
+    # Flatten + Dense(sigma_w=1, sigma_b=0) is linear in the covariances
+    np.testing.assert_allclose(k.nngp, a.nngp + b.nngp, rtol=1e-13)
+    # the NTK: both branches' parameters, the stem's through both (cross terms vanish), and the
+    # head's K + Theta, linear too
+    np.testing.assert_allclose(k.ntk, a.ntk + b.ntk, rtol=1e-13)
+
+
 class EvaluationTest(absltest.TestCase):
+
+  def test_float32_matches_float64(self):
+    x = jax.random.normal(jax.random.key(14), (4, 4, 4, 2), jnp.float64)
+    net = _pool_net()
+    k64 = net.kernels(x)
+    k32 = net.kernels(x.astype(jnp.float32))
+    self.assertEqual(k32.ntk.dtype, jnp.float32)
+    np.testing.assert_allclose(k32.ntk, k64.ntk, rtol=2e-6)  # float32 rounding over 7 layers
+    np.testing.assert_allclose(k32.nngp, k64.nngp, rtol=2e-6)
 
   def test_tiles_equal_the_whole(self):
     x = jax.random.normal(jax.random.key(6), (5, 4, 4, 2), jnp.float64)
