@@ -71,9 +71,9 @@ def lcn_apply(params, x):
     n, ho, wo, fan_in = patches.shape
     z = jnp.einsum("npf,pfc->npc", patches.reshape(n, ho * wo, fan_in), w,
                    precision=jax.lax.Precision.HIGHEST) / math.sqrt(fan_in)
-    h = jax.nn.relu(z + SIGMA_B * b).reshape(n, ho, wo, -1)
+    h = jax.nn.relu(z + SIGMA_B * b[None]).reshape(n, ho, wo, -1)
   flat = h.reshape(h.shape[0], -1)
-  return (flat @ params[-2]) / math.sqrt(flat.shape[1]) + SIGMA_B * params[-1]
+  return (flat @ params[-2]) / math.sqrt(flat.shape[1]) + SIGMA_B * params[-1][None]
 
 
 @functools.partial(jax.jit, static_argnames=("width", "batch"))
