@@ -50,7 +50,7 @@ class MethodsAgreeTest(parameterized.TestCase):
     params = jax.jit(net.init)(jax.random.key(0))
     x1, x2 = _data()
     ref = _reference(net.apply, params, x1, x2)
-    for method in ("jacobian", "ntvp", "structured"):
+    for method in ("jacobian", "jacobian_batch", "ntvp", "structured"):
       full = empirical_ntk(net, params, x1, x2, method=method, output="full")
       # float64 sums of a few hundred products: 1e-12 relative is ~1e4 ulps of headroom.
       np.testing.assert_allclose(full, ref, rtol=1e-12, atol=1e-12, err_msg=method)
@@ -60,7 +60,7 @@ class MethodsAgreeTest(parameterized.TestCase):
     params = jax.jit(net.init)(jax.random.key(0))
     x1, x2 = _data()
     ref = np.einsum("nmaa->nm", _reference(net.apply, params, x1, x2))
-    for method in ("jacobian", "ntvp", "structured"):
+    for method in ("jacobian", "jacobian_batch", "ntvp", "structured"):
       trace = empirical_ntk(net, params, x1, x2, method=method, output="trace")
       np.testing.assert_allclose(trace, ref, rtol=1e-12, atol=1e-12, err_msg=method)
       # The default averages over the O = 2 outputs: the analytic kernel's (per-output) convention.
@@ -81,7 +81,7 @@ class MethodsAgreeTest(parameterized.TestCase):
     params = jax.jit(net.init)(jax.random.key(1))
     x1, _ = _data()
     ref = np.einsum("nmaa->nm", _reference(net.apply, params, x1, x1)) / 2  # mean of 2 outputs
-    for method in ("jacobian", "ntvp", "structured"):
+    for method in ("jacobian", "jacobian_batch", "ntvp", "structured"):
       np.testing.assert_allclose(empirical_ntk(net, params, x1, method=method), ref, rtol=1e-12,
                                  err_msg=method)
     # The bound apply of an MLP gets the structured path too (same compiled program).

@@ -28,12 +28,14 @@ In the standard parametrization (:math:`W \sim N(0, \sigma_w^2/n_l)`,
 The kernels are per output unit: a network with :math:`n_L` outputs has
 :math:`\Theta^L \otimes I_{n_L}`.
 
-Expectations: closed forms for ``relu`` (arc-cosine kernel in the atan2 form), ``erf`` and
-``identity``; any other elementwise activation (a name of :data:`ACTIVATIONS` or a callable) by a
-Gauss-Legendre rule on the conditional decomposition of the bivariate normal, in the variable
-:math:`\tau = \operatorname{asinh}(u)` (nodes dense at the activation's unit scale around 0 and
-spread geometrically to the Gaussian's tails, so the accuracy does not degrade as the pre-activation
-variance q grows, as Gauss-Hermite's does: erf by 6e-2 at q = 10 and 0.86 at q = 100 at order 64).
+Expectations: closed forms for ``relu`` (arc-cosine kernel in the atan2 form), ``erf``,
+``identity``, ``leaky_relu`` and ``abs`` (:func:`_piecewise_linear`), ``sin`` and ``cos``
+(:func:`_sinusoid`); any other elementwise activation (a name of :data:`ACTIVATIONS` or a
+callable) by a Gauss-Legendre rule on the conditional decomposition of the bivariate normal, in
+the variable :math:`\tau = \operatorname{asinh}(u)` (nodes dense at the activation's unit scale
+around 0 and spread geometrically to the Gaussian's tails, so the accuracy does not degrade as the
+pre-activation variance q grows, as Gauss-Hermite's does: erf by 6e-2 at q = 10 and 0.86 at q = 100
+at order 64).
 By default the order is chosen from an error estimate (orders n and 2n on a probe of the inputs,
 :func:`_resolve_order`) to reach ``quadrature_rtol`` (1e-6 of the kernel scale in float64, 1e-5 in
 float32), and a clear error names the accuracy reached when no order up to 256 does. Measured
@@ -83,12 +85,17 @@ HIGHEST = jax.lax.Precision.HIGHEST
 Activation = str | Callable[[jax.Array], jax.Array]
 Parametrization = Literal["ntk", "standard"]
 
-#: Named activations. ``relu``, ``erf`` and ``identity`` have closed-form kernels; the others use
-#: quadrature (see the module docstring). ``gelu`` is the exact (erf) GeLU.
+#: Named activations. ``relu``, ``erf``, ``identity``, ``leaky_relu``, ``abs``, ``sin`` and ``cos``
+#: have closed-form kernels; the others use quadrature (see the module docstring). ``gelu`` is the
+#: exact (erf) GeLU.
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu,
     "erf": jax.scipy.special.erf,
     "identity": lambda x: x,
+    "leaky_relu": jax.nn.leaky_relu,  # negative slope 0.01
+    "abs": jnp.abs,
+    "sin": jnp.sin,
+    "cos": jnp.cos,
     "tanh": jnp.tanh,
     "gelu": functools.partial(jax.nn.gelu, approximate=False),
     "softplus": jax.nn.softplus,
@@ -281,7 +288,58 @@ def _identity(q11, q22, q12, det):
   return q12, jnp.ones_like(q12)
 
 
-_CLOSED = {"relu": _relu, "erf": _erf, "identity": _identity}
+def _piecewise_linear(pos_slope: float, neg_slope: float):
+  r"""Expectations of :math:`\phi(x) = a x` for :math:`x > 0`, :math:`b x` for :math:`x < 0`
+  (leaky ReLU, abs): with :math:`\phi(u) = a\,\mathrm{relu}(u) - b\,\mathrm{relu}(-u)`,
+
+  .. math::
+      E[\phi(u)\phi(v)] = (a^2 + b^2) \frac{s + (\pi - \theta) q_{12}}{2\pi}
+      - 2ab \frac{s - \theta q_{12}}{2\pi}, \qquad
+      E[\phi'(u)\phi'(v)] = (a^2 + b^2) \frac{\pi - \theta}{2\pi} + 2ab \frac{\theta}{2\pi},
+
+  :math:`s = \sqrt{\det}`, :math:`\theta = \operatorname{atan2}(s, q_{12})` (Cho & Saul 2009's
+  arc-cosine kernel of degree 1 and 0, and the same at the reflected covariance :math:`-q_{12}`)."""
+  aa, ab = pos_slope**2 + neg_slope**2, 2 * pos_slope * neg_slope
+
+  def expectations(q11, q22, q12, det):
+    del q11, q22
+    s = _safe_sqrt(det)
+    theta = _atan2_nonneg(s, q12)
+    e = (aa * (s + (jnp.pi - theta) * q12) - ab * (s - theta * q12)) / (2 * jnp.pi)
+    return e, (aa * (jnp.pi - theta) + ab * theta) / (2 * jnp.pi)
+
+  return expectations
+
+
+def _sinusoid(freq: float, phase: float):
+  r"""Expectations of :math:`\phi(x) = \sin(a x + b)` (``phase`` :math:`b = \pi/2`: cosine):
+
+  .. math::
+      E[\phi(u)\phi(v)] = \tfrac12 e^{-a^2 D/2}\big(1 - \cos(2b)\, e^{-2a^2 q_{12}}\big),
+      \qquad E[\phi'(u)\phi'(v)] = \tfrac{a^2}{2} e^{-a^2 D/2}\big(1 + \cos(2b)\,
+      e^{-2a^2 q_{12}}\big),
+
+  :math:`D = q_{11} + q_{22} - 2 q_{12}` (the variance of :math:`u - v`), from
+  :math:`\sin x \sin y = \tfrac12[\cos(x - y) - \cos(x + y)]` and
+  :math:`E \cos(w) = e^{-\operatorname{Var} w / 2}`. The bracket is written
+  :math:`-\mathrm{expm1}(-2a^2 q_{12}) + 2 \sin^2 b\, e^{-2a^2 q_{12}}` (no cancellation at small
+  variance)."""
+  a2, c2b, s2b = freq**2, math.cos(2 * phase), 2 * math.sin(phase) ** 2
+
+  def expectations(q11, q22, q12, det):
+    del det
+    d = jnp.maximum(q11 + q22 - 2 * q12, 0)
+    envelope = jnp.exp(-a2 * d / 2) / 2
+    t = -2 * a2 * q12
+    e = envelope * (-jnp.expm1(t) + s2b * jnp.exp(t))
+    return e, a2 * envelope * (1 + c2b * jnp.exp(t))
+
+  return expectations
+
+
+_CLOSED = {"relu": _relu, "erf": _erf, "identity": _identity,
+           "leaky_relu": _piecewise_linear(1.0, 0.01), "abs": _piecewise_linear(1.0, -1.0),
+           "sin": _sinusoid(1.0, 0.0), "cos": _sinusoid(1.0, math.pi / 2)}
 #: Activations with closed-form expectations.
 CLOSED_FORM = tuple(_CLOSED)
 

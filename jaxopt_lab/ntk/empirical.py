@@ -55,7 +55,7 @@ from jaxopt_lab.ntk.analytic import activation_fn
 from jaxopt_lab.ntk.networks import MLP
 
 HIGHEST = jax.lax.Precision.HIGHEST
-Method = Literal["auto", "jacobian", "ntvp", "structured"]
+Method = Literal["auto", "jacobian", "jacobian_batch", "ntvp", "structured"]
 Output = Literal["mean", "trace", "full"]
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
@@ -83,9 +83,18 @@ def _per_example_jacobian(apply: ApplyFn, params, x):
   return jax.vmap(jax.jacrev(one), in_axes=(None, 0))(params, x)
 
 
-def _ntk_jacobian(apply: ApplyFn, params, x1, x2, output: Output) -> jax.Array:
-  jac1 = _per_example_jacobian(apply, params, x1)
-  jac2 = jac1 if x2 is None else _per_example_jacobian(apply, params, x2)
+def _batch_jacobian(apply: ApplyFn, params, x):
+  """``jacrev`` of the batched function: n O backward passes of the whole batch. Faster than
+  :func:`_per_example_jacobian` for convolutional models on XLA:CPU (~15x measured on a small CNN),
+  whose per-example batching rule turns the kernel gradient into a grouped convolution."""
+  return jax.jacrev(_flat_outputs(apply))(params, x)
+
+
+def _ntk_jacobian(apply: ApplyFn, params, x1, x2, output: Output,
+                  per_example: bool = True) -> jax.Array:
+  jacobian = _per_example_jacobian if per_example else _batch_jacobian
+  jac1 = jacobian(apply, params, x1)
+  jac2 = jac1 if x2 is None else jacobian(apply, params, x2)
   terms = jax.tree.leaves(jax.tree.map(lambda a, b: _contract(a, b, output), jac1, jac2))
   return functools.reduce(jnp.add, terms)
 
@@ -196,8 +205,8 @@ def _empirical_jit(params, x1, x2, *, apply, net, method, output, batch_size):
                           batch_size=batch_size) / o
   if method == "structured":
     return _ntk_structured(net, params, x1, x2, output)
-  if method == "jacobian":
-    return _ntk_jacobian(apply, params, x1, x2, output)
+  if method in ("jacobian", "jacobian_batch"):
+    return _ntk_jacobian(apply, params, x1, x2, output, per_example=method == "jacobian")
   return _ntk_ntvp(apply, params, x1, x2, output, batch_size)
 
 
@@ -220,7 +229,9 @@ def empirical_ntk(
       is differentiated).
     x1: inputs, batch axis first.
     x2: second inputs, or ``None`` for the kernel of ``x1`` with itself.
-    method: ``"jacobian"``, ``"ntvp"``, ``"structured"`` (MLP only) or ``"auto"``: structured for an
+    method: ``"jacobian"`` (per-example Jacobians, vmapped: fastest for dense models),
+      ``"jacobian_batch"`` (``jacrev`` of the batched function: faster for convolutional models on
+      CPU), ``"ntvp"``, ``"structured"`` (MLP only) or ``"auto"``: structured for an
       MLP; otherwise Jacobian contraction when the Jacobians fit in :data:`AUTO_JACOBIAN_BYTES` and
       the output is traced or scalar (its cost :math:`n_1 n_2 O P` then equals the NTK-vector
       products' and it runs as one matmul), else NTK-vector products in memory-bounded batches.
@@ -238,8 +249,9 @@ def empirical_ntk(
 
   Reference: Jacot et al. 2018 (arXiv:1806.07572), Section 4; Novak et al. 2022 (arXiv:2206.08720).
   """
-  if method not in ("auto", "jacobian", "ntvp", "structured"):
-    raise ValueError(f"method: expected 'auto', 'jacobian', 'ntvp' or 'structured', got {method!r}")
+  if method not in ("auto", "jacobian", "jacobian_batch", "ntvp", "structured"):
+    raise ValueError("method: expected 'auto', 'jacobian', 'jacobian_batch', 'ntvp' or "
+                     f"'structured', got {method!r}")
   if output not in ("mean", "trace", "full"):
     raise ValueError(f"output: expected 'mean', 'trace' or 'full', got {output!r}")
   if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
