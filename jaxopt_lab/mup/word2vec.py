@@ -91,12 +91,12 @@ def gensim_test_data(name: str) -> pathlib.Path:
   """Path of ``gensim/test/test_data/<name>`` (found without importing gensim).
 
   Raises:
-    ImportError: gensim is not installed (``pip install jaxopt_lab[word2vec]``).
+    ImportError: gensim is not installed (``pip install gensim``, a dependency of jaxopt_lab).
     FileNotFoundError: the file is not in the installed wheel.
   """
   spec = importlib.util.find_spec("gensim")
   if spec is None or not spec.submodule_search_locations:
-    raise ImportError("word2vec data ship in gensim's wheel: pip install 'jaxopt_lab[word2vec]' "
+    raise ImportError("word2vec data ship in gensim's wheel: pip install gensim "
                       "(gensim>=4.3)")
   path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "test" / "test_data" / name
   if not path.is_file():
