@@ -24,7 +24,7 @@ from theory_checks import mup_common as common
 from theory_checks.registry import Measurement, register
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def measure(preset_name: str, name: str, c: float | None = None, seed: int = 0):
   """Coordinate check of a 2-hidden-layer tanh MLP under the preset ``name`` (cached per preset).
 

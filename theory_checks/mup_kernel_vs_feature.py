@@ -58,7 +58,7 @@ def _g(scal: Scalings, keys: jax.Array, etas: jax.Array, *, shape_net: MLP) -> j
   return jax.vmap(lambda k: jax.vmap(lambda e: one(k, e))(etas))(keys)
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=16)
 def _measure(preset_name: str, seed: int) -> dict:
   cfg = PRESETS[preset_name]
   keys = jax.random.split(registry.check_key(seed, "init"), cfg["seeds"])

@@ -42,7 +42,7 @@ def batches(seed: int = 0) -> jax.Array:
   return limits.sgd_batches(registry.check_key(seed, "batches"), 3, STEPS, BATCH)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _measure(preset_name: str, activation: str, seed: int) -> dict:
   cfg = PRESETS[preset_name]
   b = batches(seed)

@@ -58,7 +58,7 @@ def _sweep(episodes, tests, data_key, init_keys, *, widths, num_steps):
               ntk_centered=ntk(init_keys[0], True), limit_untrained=untrained)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def measure(preset_name: str, seed: int) -> dict:
   """The shared MAML sweep of one preset and seed offset."""
   cfg = PRESETS[preset_name]

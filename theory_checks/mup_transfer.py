@@ -30,7 +30,7 @@ PRESETS = {
 LRS = 2.0 ** np.arange(-8, 2)
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=16)
 def _measure(preset_name: str, seed: int) -> dict:
   cfg = PRESETS[preset_name]
   task = digits_task(cfg["num"])

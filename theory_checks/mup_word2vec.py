@@ -73,7 +73,7 @@ def _sweep(prob: w2v.Problem, data_key, init_keys, *, vocab_size, widths, parame
   return sw.limit_loss, sw.loss, ntk_loss, jnp.stack(rms_f), jnp.stack(rms_k)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def measure(preset_name: str, seed: int, parametrization: str = "mup") -> dict:
   """The shared sweep: limit, NTK limit and finite ``parametrization`` networks on one batch sequence."""
   cfg = PRESETS[preset_name]

@@ -89,7 +89,7 @@ def _z(samples, limit):
   return float(np.linalg.norm(samples.mean(0) - limit) / se)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _measure(preset: str, seed: int) -> dict:
   if not jax.config.jax_enable_x64:
     raise RuntimeError("NTK layer checks need jax_enable_x64 (float64)")

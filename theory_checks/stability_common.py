@@ -86,7 +86,9 @@ def run_seeds(seed: int, preset: str) -> np.ndarray:
   return registry.check_seed(seed, "runs") + np.arange(SEEDS[preset])
 
 
-@functools.lru_cache(maxsize=4)
+# 64: up to 4 models x 16 seed offsets, since launch.report --seeds=K runs each check over all K
+# offsets before the next check that shares these end points.
+@functools.lru_cache(maxsize=64)
 def end_points(name: str, preset: str, seed: int = 0) -> dict[str, Any]:
   r"""Trains SGD (B = 1) and GD over the setup's step-size grid; returns the end-point table.
 

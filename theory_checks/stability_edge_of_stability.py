@@ -40,7 +40,7 @@ PRESETS = {
 }
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=16)
 def _measure(preset: str, seed: int) -> dict:
   cfg = PRESETS[preset]
   data = models.digits_data(n_train=cfg["n_train"], n_test=0,

@@ -126,7 +126,7 @@ def _ratios(sizes: tuple[int, ...], key: jax.Array, probe_key: jax.Array
   return {k: float(v) for k, v in out.items()}, d
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=16)
 def _accuracy(preset: str, seed: int) -> dict:
   rows = {}
   worst = 0.0

@@ -106,7 +106,7 @@ def batch_sizes(n: int) -> list[int]:
   return sorted({1, 2, 3, 4, n // 2, n - 1, n} - {0})
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=16)
 def _measure(preset: str, seed: int) -> dict:
   cfg = PRESETS[preset]
   rows, mono, gd_ratio, crossings = {}, [], [], []
@@ -189,7 +189,7 @@ def recursion(preset: str, seed: int) -> Measurement:
   return Measurement(value=common.worst(m["crossings"], 1.0), details=m["rows"])
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=16)
 def _monte_carlo(preset: str, seed: int) -> dict:
   cfg = PRESETS[preset]
   n, k, d = cfg["problems"][0]
